@@ -1,0 +1,94 @@
+"""``RayTaskBackend``: Django's Tasks API over the state tables; a worker runs the rows on Ray."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from django.tasks import Task, TaskResult, TaskResultStatus
+from django.tasks.backends.base import BaseTaskBackend
+from django.tasks.base import TaskError
+from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
+from django.tasks.signals import task_enqueued
+
+from django_ray.payloads import to_json
+from django_ray.registry import resolve_task
+
+if TYPE_CHECKING:
+    from django_ray.models import TaskExecution
+
+
+class RayTaskBackend(BaseTaskBackend):
+    """Stores each enqueued task as a row; ``django_ray_worker`` runs it on Ray."""
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """Write one READY row (inside the caller's transaction, if any) and return its result."""
+        from django_ray.models import TaskExecution
+
+        self.validate_task(task)
+        row = TaskExecution.objects.create(
+            backend=self.alias,
+            task_path=task.module_path,
+            args=to_json(list(args), task_path=task.module_path, where="args"),
+            kwargs=to_json(dict(kwargs), task_path=task.module_path, where="kwargs"),
+            queue_name=task.queue_name,
+            priority=task.priority,
+            run_after=task.run_after,
+            takes_context=task.takes_context,
+        )
+        result = to_task_result(row, task)
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult:
+        """The current state of one execution; ``TaskResultDoesNotExist`` for an unknown id."""
+        from django_ray.models import TaskExecution
+
+        try:
+            row = TaskExecution.objects.get(pk=uuid.UUID(str(result_id)), backend=self.alias)
+        except (ValueError, TaskExecution.DoesNotExist):
+            raise TaskResultDoesNotExist(result_id) from None
+        return to_task_result(row, resolve_task(row.task_path))
+
+
+def to_task_result(row: TaskExecution, task: Task) -> TaskResult:
+    """Django's view of a row: status, timestamps, errors per attempt, and the value."""
+    try:
+        task = task.using(
+            priority=row.priority,
+            queue_name=row.queue_name,
+            run_after=row.run_after,
+            backend=row.backend,
+        )
+    except InvalidTask:
+        # The queue or backend may have been removed from settings since the
+        # row was written; the stored result is still worth showing.
+        pass
+    result = TaskResult(
+        task=task,
+        id=str(row.pk),
+        status=TaskResultStatus(row.state),
+        enqueued_at=row.enqueued_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        last_attempted_at=row.last_attempted_at,
+        args=row.args,
+        kwargs=row.kwargs,
+        backend=row.backend,
+        errors=[
+            TaskError(
+                exception_class_path=error["exception_class_path"], traceback=error["traceback"]
+            )
+            for error in row.errors
+        ],
+        worker_ids=list(row.worker_ids),
+    )
+    if row.state == TaskResultStatus.SUCCESSFUL:
+        object.__setattr__(result, "_return_value", row.result_data)
+    return result
+

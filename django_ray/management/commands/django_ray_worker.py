@@ -1,0 +1,118 @@
+"""``manage.py django_ray_worker``: parse arguments, build a Worker, run it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.tasks import task_backends
+
+from django_ray.conf import get_settings
+from django_ray.worker.loop import Worker, WorkerOptions
+
+
+class Command(BaseCommand):
+    help = "Claim Django tasks from the database and run them on Ray."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "--queue",
+            action="append",
+            dest="queues",
+            metavar="NAME",
+            help="Queue to serve; repeat or separate with commas. "
+            "Default: every queue of the backend's QUEUES.",
+        )
+        parser.add_argument(
+            "--concurrency",
+            type=int,
+            help="Tasks in flight at once (default: DJANGO_RAY['DEFAULT_CONCURRENCY']).",
+        )
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument(
+            "--ray-core",
+            action="store_const",
+            const="ray_core",
+            dest="runner",
+            help="Run each task as a Ray Core task.",
+        )
+        mode.add_argument(
+            "--ray-job",
+            action="store_const",
+            const="ray_job",
+            dest="runner",
+            help="Run each task as a Ray Job.",
+        )
+        parser.add_argument("--address", help="Ray address; overrides DJANGO_RAY['RAY_ADDRESS'].")
+        parser.add_argument(
+            "--backend", default="default", help="Alias in TASKS to serve (default: default)."
+        )
+        parser.add_argument(
+            "--burst",
+            action="store_true",
+            help="Exit once no claimable task is left and nothing is in flight.",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        _show_worker_logs(options["verbosity"])
+        settings = get_settings()
+        backend = task_backends[options["backend"]]
+        queues = _queues(options["queues"], backend.queues)
+        concurrency = options["concurrency"] or settings.default_concurrency
+        if concurrency < 1:
+            raise CommandError(f"--concurrency must be at least 1; got {concurrency}.")
+        runner = options["runner"] or settings.runner
+        address = options["address"] or settings.ray_address
+        if runner == "ray_job":
+            raise CommandError(
+                "The ray_job runner is not implemented yet; run with --ray-core "
+                "(or set DJANGO_RAY['RUNNER'] = 'ray_core')."
+            )
+        unknown = sorted(set(queues) - backend.queues) if backend.queues else []
+        if unknown:
+            raise CommandError(
+                f"Queue(s) {', '.join(unknown)} are not in TASKS[{options['backend']!r}]['QUEUES'] "
+                f"({', '.join(sorted(backend.queues))})."
+            )
+        from django_ray.runtime.connection import connect
+        from django_ray.runtime.core import RayCoreDispatcher
+
+        connect(address, settings.ray_runtime_env)
+        worker = Worker(
+            WorkerOptions(
+                queues=tuple(queues),
+                concurrency=concurrency,
+                heartbeat_seconds=settings.worker_heartbeat_seconds,
+                lease_seconds=settings.worker_lease_seconds,
+                backend=options["backend"],
+                ray_address=address,
+                burst=options["burst"],
+            ),
+            RayCoreDispatcher(),
+        )
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        worker.run(stop)
+
+
+def _queues(given: list[str] | None, configured: set[str]) -> list[str]:
+    if not given:
+        return sorted(configured) or ["default"]
+    names = [name.strip() for value in given for name in value.split(",")]
+    if any(not name for name in names):
+        raise CommandError(f"--queue got an empty queue name in {given!r}.")
+    return list(dict.fromkeys(names))
+
+
+def _show_worker_logs(verbosity: int) -> None:
+    """Print the worker's log lines unless the project's LOGGING already routes them."""
+    logger = logging.getLogger("django_ray")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel({0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG))

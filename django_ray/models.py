@@ -1,0 +1,129 @@
+"""State tables: one row per task execution, one row per running worker.
+
+The database is the system of record. Every state change is one UPDATE, fenced
+by the attempt number and the claim token of the attempt that owns the row, so
+a late or duplicate completion can never overwrite a newer state.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+from django.db.models import F, Q
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+
+from django_ray.querysets import JSONAppend, TaskExecutionQuerySet, WorkerLeaseQuerySet
+
+State = TaskResultStatus
+
+
+class Origin(models.TextChoices):
+    TASKS = "tasks", "Django Tasks"
+    CELERY = "celery", "Celery"
+
+
+class Runner(models.TextChoices):
+    RAY_CORE = "ray_core", "Ray Core"
+    RAY_JOB = "ray_job", "Ray Job"
+
+
+class TaskExecution(models.Model):
+    """A task enqueued through Django's Tasks API (or Celery), and its fate."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    backend = models.CharField(max_length=100, default="default")
+    task_path = models.CharField(max_length=255)
+    args = models.JSONField(default=list)
+    kwargs = models.JSONField(default=dict)
+    queue_name = models.CharField(max_length=100, default="default")
+    priority = models.SmallIntegerField(default=0)
+    run_after = models.DateTimeField(null=True, blank=True)
+    takes_context = models.BooleanField(default=False)
+
+    state = models.CharField(max_length=10, choices=State.choices, default=State.READY)
+    attempt = models.PositiveIntegerField(default=0)
+    claim_token = models.UUIDField(null=True, blank=True)
+    worker = models.CharField(max_length=64, blank=True, default="")
+    worker_ids = models.JSONField(default=list)
+    runner = models.CharField(max_length=10, choices=Runner.choices, blank=True, default="")
+    ray_handle = models.CharField(max_length=128, blank=True, default="")
+    monitor_heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    enqueued_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    last_attempted_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    result_data = models.JSONField(null=True, blank=True)
+    result_reference = models.JSONField(null=True, blank=True)
+    errors = models.JSONField(default=list)
+
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.TASKS)
+    celery_task_id = models.CharField(max_length=255, blank=True, default="")
+
+    objects = TaskExecutionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-enqueued_at"]
+        indexes = [
+            # Serves the claim query exactly: only READY rows are in it, in the
+            # order the claim takes them, so claiming costs the same whatever
+            # the size of the finished history.
+            models.Index(
+                F("priority").desc(),
+                "enqueued_at",
+                "id",
+                name="django_ray_claim_idx",
+                condition=Q(state="READY"),
+            ),
+            models.Index(
+                "worker", name="django_ray_running_idx", condition=Q(state="RUNNING")
+            ),
+            models.Index("task_path", "state", name="django_ray_task_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_path} [{self.id}] {self.state}"
+
+    def record_success(self, *, value: Any, finished_at: datetime) -> bool:
+        """Record this attempt's return value; False if the attempt no longer owns the row."""
+        return self._finish(State.SUCCESSFUL, finished_at, result_data=value)
+
+    def record_failure(self, *, error: dict[str, Any], finished_at: datetime) -> bool:
+        """Record this attempt's error; False if the attempt no longer owns the row."""
+        entry = {**error, "attempt": self.attempt, "worker": self.worker}
+        return self._finish(State.FAILED, finished_at, errors=JSONAppend("errors", entry))
+
+    def _finish(self, state: str, finished_at: datetime, **fields: Any) -> bool:
+        owned = TaskExecution.objects.owned_by(self.pk, self.attempt, self.claim_token)
+        return owned.update(
+            state=state, finished_at=finished_at, monitor_heartbeat_at=None, **fields
+        ) == 1
+
+
+class WorkerLease(models.Model):
+    """A running worker process: its identity, what it serves and how long it is trusted."""
+
+    worker_id = models.CharField(max_length=64, primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    runner = models.CharField(max_length=10, choices=Runner.choices)
+    concurrency = models.PositiveIntegerField()
+    ray_address = models.CharField(max_length=255, blank=True, default="")
+    started_at = models.DateTimeField(default=timezone.now)
+    heartbeat_at = models.DateTimeField(default=timezone.now)
+    lease_expires_at = models.DateTimeField()
+    stopping = models.BooleanField(default=False)
+
+    objects = WorkerLeaseQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-heartbeat_at"]
+
+    def __str__(self) -> str:
+        return f"{self.worker_id} ({self.hostname}:{self.pid})"

@@ -1,0 +1,127 @@
+"""Queries over the state tables, named after the states they select."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db import NotSupportedError, transaction
+from django.db.models import F, Func, JSONField, Q, QuerySet, Value
+from django.db.models.functions import Coalesce
+from django.tasks import TaskResultStatus
+from django.utils import timezone
+
+if TYPE_CHECKING:
+    from django_ray.models import TaskExecution, WorkerLease  # noqa: F401
+
+State = TaskResultStatus
+
+
+class JSONAppend(Func):
+    """``field || [item]`` for a JSON array column, in one UPDATE.
+
+    Django has no portable JSON-append expression; claiming a batch of rows
+    must append the worker id to each row without reading them first.
+    """
+
+    output_field = JSONField()
+
+    def __init__(self, field: str, item: Any) -> None:
+        super().__init__(F(field))
+        self.item_json = json.dumps(item)
+
+    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        raise NotSupportedError(
+            f"django-ray supports PostgreSQL and SQLite, not {connection.vendor}."
+        )
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        sql, params = compiler.compile(self.get_source_expressions()[0])
+        return (
+            f"(COALESCE({sql}, '[]'::jsonb) || jsonb_build_array(%s::jsonb))",
+            (*params, self.item_json),
+        )
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        sql, params = compiler.compile(self.get_source_expressions()[0])
+        return f"json_insert(COALESCE({sql}, '[]'), '$[#]', json(%s))", (*params, self.item_json)
+
+
+class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
+    def ready(self) -> TaskExecutionQuerySet:
+        return self.filter(state=State.READY)
+
+    def running(self) -> TaskExecutionQuerySet:
+        return self.filter(state=State.RUNNING)
+
+    def finished(self) -> TaskExecutionQuerySet:
+        return self.filter(state__in=[State.SUCCESSFUL, State.FAILED])
+
+    def claimable(
+        self, queues: Iterable[str], now: datetime, backend: str = "default"
+    ) -> TaskExecutionQuerySet:
+        """READY rows of these queues whose ``run_after`` has passed, in claim order."""
+        return (
+            self.ready()
+            .filter(backend=backend, queue_name__in=list(queues))
+            .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+            .order_by("-priority", "enqueued_at", "id")
+        )
+
+    def owned_by(self, pk: Any, attempt: int, claim_token: uuid.UUID | None) -> TaskExecutionQuerySet:
+        """The row, only while this attempt still owns it (the fence for every outcome)."""
+        return self.filter(pk=pk, attempt=attempt, claim_token=claim_token, state=State.RUNNING)
+
+    def claim(
+        self,
+        limit: int,
+        *,
+        worker_id: str,
+        queues: Iterable[str],
+        runner: str,
+        backend: str = "default",
+    ) -> list[TaskExecution]:
+        """Move up to ``limit`` claimable rows to RUNNING for this worker and return them.
+
+        On PostgreSQL concurrent workers skip each other's locked rows; on
+        SQLite writers are serialized. Either way the UPDATE re-checks the
+        READY state and stamps a fresh claim token, and only rows carrying
+        that token are returned, so no row is ever claimed twice.
+        """
+        if limit <= 0:
+            return []
+        now = timezone.now()
+        token = uuid.uuid4()
+        with transaction.atomic(using=self.db):
+            ids = list(
+                self.claimable(queues, now, backend)
+                .select_for_update(skip_locked=True)
+                .values_list("pk", flat=True)[:limit]
+            )
+            if not ids:
+                return []
+            self.filter(pk__in=ids, state=State.READY).update(
+                state=State.RUNNING,
+                attempt=F("attempt") + 1,
+                claim_token=token,
+                worker=worker_id,
+                worker_ids=JSONAppend("worker_ids", worker_id),
+                runner=runner,
+                started_at=Coalesce("started_at", Value(now)),
+                last_attempted_at=now,
+                monitor_heartbeat_at=now,
+            )
+        return list(
+            self.filter(pk__in=ids, claim_token=token).order_by("-priority", "enqueued_at", "id")
+        )
+
+
+class WorkerLeaseQuerySet(QuerySet["WorkerLease"]):
+    def alive(self, now: datetime | None = None) -> WorkerLeaseQuerySet:
+        return self.filter(lease_expires_at__gt=now or timezone.now())
+
+    def expired(self, now: datetime | None = None) -> WorkerLeaseQuerySet:
+        return self.filter(lease_expires_at__lte=now or timezone.now())

@@ -1,0 +1,64 @@
+"""The only place django-ray calls ``ray.init``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from django_ray.conf import classify_ray_address
+
+logger = logging.getLogger("django_ray.runtime")
+
+NAMESPACE = "django_ray"
+_lock = threading.Lock()
+
+
+def worker_runtime_env(runtime_env: Mapping[str, Any]) -> dict[str, Any]:
+    """``RAY_RUNTIME_ENV`` plus what every Ray worker needs to set Django up.
+
+    ``DJANGO_SETTINGS_MODULE`` comes from this process, unless the runtime env
+    sets it explicitly (a cluster may use its own settings module).
+    """
+    merged = dict(runtime_env)
+    env_vars = dict(merged.get("env_vars") or {})
+    settings_module = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if settings_module:
+        env_vars.setdefault("DJANGO_SETTINGS_MODULE", settings_module)
+    merged["env_vars"] = env_vars
+    return merged
+
+
+def connect(address: str | None, runtime_env: Mapping[str, Any]) -> str:
+    """Connect this process to Ray once, and return a description of where.
+
+    ``None`` starts a local Ray inside this process (the embedded default);
+    ``"auto"`` joins a cluster already running on this machine; ``host:port``
+    and ``ray://host:port`` join that cluster. A Jobs API address
+    (``http(s)://``) cannot run Ray Core tasks.
+    """
+    import ray
+
+    with _lock:
+        if ray.is_initialized():
+            return address or "local"
+        kind = classify_ray_address(address)
+        if kind == "jobs":
+            raise ImproperlyConfigured(
+                f"RAY_ADDRESS={address!r} is a Ray Jobs API address; the ray_core runner "
+                "needs a cluster address: 'auto', 'host:port' or 'ray://host:port'."
+            )
+        options: dict[str, Any] = {
+            "namespace": NAMESPACE,
+            "runtime_env": worker_runtime_env(runtime_env),
+            "logging_level": logging.WARNING,
+        }
+        if kind == "local":
+            ray.init(address="local", include_dashboard=False, **options)
+        else:
+            ray.init(address=address, **options)
+        return address or "local"

@@ -1,0 +1,62 @@
+"""The ``ray_core`` dispatcher: one remote call per attempt on Ray's warm worker pool."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django_ray.runtime.execute import run_job
+from django_ray.runtime.job import Job, Outcome
+
+logger = logging.getLogger("django_ray.runtime")
+
+
+class RayCoreDispatcher:
+    """Submits jobs as Ray Core tasks and hands back their outcomes as they finish.
+
+    Ray's own retries are off: a retry is the worker's decision, recorded in
+    the row. An infrastructure failure (the Ray worker died, the task was
+    cancelled, the object was lost) comes back as a failed ``Outcome`` whose
+    error is the Ray exception, like any other.
+    """
+
+    runner = "ray_core"
+
+    def __init__(self) -> None:
+        import ray
+
+        self._ray = ray
+        self._remote = ray.remote(max_retries=0, retry_exceptions=False)(run_job)
+        self._in_flight: dict[Any, Job] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def submit(self, job: Job) -> str:
+        """Start the job on Ray; returns the Ray task id (the row's handle)."""
+        ref = self._remote.remote(job)
+        self._in_flight[ref] = job
+        return str(ref.task_id().hex())
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        """Outcomes of every job finished by now, waiting up to ``timeout`` for the first."""
+        if not self._in_flight:
+            return []
+        refs = list(self._in_flight)
+        ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
+        if not ready:
+            return []
+        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        return [self._collect(ref) for ref in ready]
+
+    def _collect(self, ref: Any) -> Outcome:
+        job = self._in_flight.pop(ref)
+        try:
+            outcome: Outcome = self._ray.get(ref)
+        except Exception as exc:  # Ray's infrastructure errors: worker died, cancelled, lost
+            logger.warning(
+                "Ray lost attempt %s of execution %s: %s", job.attempt, job.execution_id, exc
+            )
+            return Outcome.failure(job, exc)
+        return outcome

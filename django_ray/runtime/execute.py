@@ -1,0 +1,63 @@
+"""What runs inside a Ray worker process: set Django up once, run one registered task."""
+
+from __future__ import annotations
+
+import os
+
+from django_ray.runtime.job import Job, Outcome
+
+
+def ensure_django() -> None:
+    """Set Django up once per Ray worker process (cheap on every later call)."""
+    from django.apps import apps
+
+    if apps.ready:
+        return
+    if "DJANGO_SETTINGS_MODULE" not in os.environ:
+        raise RuntimeError(
+            "DJANGO_SETTINGS_MODULE is not set in this Ray worker; django-ray passes it "
+            "through the job's runtime_env, so the driver must have it set."
+        )
+    import django
+
+    django.setup()
+
+
+def run_job(job: Job) -> Outcome:
+    """Run one attempt and return its outcome; task errors are data, never raised to Ray."""
+    try:
+        ensure_django()
+        from django_ray.payloads import to_json
+        from django_ray.registry import resolve_task
+
+        task = resolve_task(job.task_path)
+        if job.takes_context:
+            value = task.call(_context(job, task), *job.args, **job.kwargs)
+        else:
+            value = task.call(*job.args, **job.kwargs)
+        value = to_json(value, task_path=job.task_path, where="the return value")
+    except KeyboardInterrupt:
+        raise  # how Ray cancels a task: let Ray see it
+    except BaseException as exc:
+        return Outcome.failure(job, exc)
+    return Outcome(execution_id=job.execution_id, attempt=job.attempt, value=value)
+
+
+def _context(job: Job, task):  # type: ignore[no-untyped-def]
+    from django.tasks import TaskContext, TaskResult, TaskResultStatus
+
+    result = TaskResult(
+        task=task,
+        id=job.execution_id,
+        status=TaskResultStatus.RUNNING,
+        enqueued_at=job.enqueued_at,
+        started_at=job.started_at,
+        finished_at=None,
+        last_attempted_at=job.started_at,
+        args=job.args,
+        kwargs=job.kwargs,
+        backend=job.backend,
+        errors=[],
+        worker_ids=list(job.worker_ids),
+    )
+    return TaskContext(task_result=result)

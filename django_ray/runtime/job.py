@@ -1,0 +1,61 @@
+"""What crosses the boundary to Ray and back: a ``Job`` out, an ``Outcome`` in."""
+
+from __future__ import annotations
+
+import traceback as traceback_module
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Job:
+    """One attempt of one task execution, as plain data a Ray worker can run."""
+
+    execution_id: str
+    attempt: int
+    task_path: str
+    args: list[Any]
+    kwargs: dict[str, Any]
+    backend: str = "default"
+    takes_context: bool = False
+    enqueued_at: datetime | None = None
+    started_at: datetime | None = None
+    worker_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Outcome:
+    """How one attempt ended: a JSON-ready ``value``, or an ``error`` (plain strings only)."""
+
+    execution_id: str
+    attempt: int
+    value: Any = None
+    error: dict[str, Any] | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error is None
+
+    @classmethod
+    def failure(cls, job: Job, exc: BaseException) -> Outcome:
+        return cls(execution_id=job.execution_id, attempt=job.attempt, error=describe_error(exc))
+
+
+def class_path(kind: type) -> str:
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def describe_error(exc: BaseException) -> dict[str, Any]:
+    """An exception as data: class path, its bases' paths, message and traceback.
+
+    The bases let the retry policy match a denylist by name without ever
+    importing a class named in the database.
+    """
+    kind = type(exc)
+    return {
+        "exception_class_path": class_path(kind),
+        "exception_bases": [class_path(base) for base in kind.__mro__[1:] if base is not object],
+        "message": str(exc),
+        "traceback": "".join(traceback_module.format_exception(exc)),
+    }

@@ -1,0 +1,67 @@
+"""Test helpers shipped with django-ray: an in-process dispatcher and a worker drain.
+
+For unit tests of code that enqueues tasks: the real worker loop and the real
+recording path run, only Ray is replaced by a call in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from django.tasks import task_backends
+
+from django_ray.conf import get_settings
+from django_ray.runtime.execute import run_job
+from django_ray.runtime.job import Job, Outcome
+from django_ray.worker.loop import Worker, WorkerOptions
+
+
+class InProcessDispatcher:
+    """Runs each job synchronously at submit time, in this process and thread."""
+
+    runner = "ray_core"
+
+    def __init__(self) -> None:
+        self._done: list[Outcome] = []
+        self.submitted: list[Job] = []
+        self.peak_in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._done)
+
+    def submit(self, job: Job) -> str:
+        self.submitted.append(job)
+        self._done.append(run_job(job))
+        self.peak_in_flight = max(self.peak_in_flight, len(self._done))
+        return f"in-process-{len(self.submitted)}"
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        done, self._done = self._done, []
+        return done
+
+
+def drain(
+    queues: Sequence[str] | None = None,
+    *,
+    backend: str = "default",
+    dispatcher: InProcessDispatcher | None = None,
+    concurrency: int | None = None,
+) -> Worker:
+    """Run a worker in burst mode until no claimable task is left; returns the worker."""
+    settings = get_settings()
+    worker = Worker(
+        WorkerOptions(
+            queues=tuple(queues or sorted(task_backends[backend].queues) or ["default"]),
+            concurrency=concurrency or settings.default_concurrency,
+            heartbeat_seconds=settings.worker_heartbeat_seconds,
+            lease_seconds=settings.worker_lease_seconds,
+            backend=backend,
+            burst=True,
+            idle_wait_seconds=0,
+            busy_wait_seconds=0,
+        ),
+        dispatcher or InProcessDispatcher(),
+    )
+    worker.run()
+    return worker

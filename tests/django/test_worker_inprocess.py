@@ -1,0 +1,114 @@
+"""The real worker loop and recording path, with Ray replaced by an in-process call."""
+
+from __future__ import annotations
+
+import pytest
+from django.tasks import TaskResultStatus, default_task_backend
+
+from django_ray.models import TaskExecution, WorkerLease
+from django_ray.signals import execution_finished
+from django_ray.testing import InProcessDispatcher, drain
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db
+
+
+def test_drain_runs_every_task_to_an_end():
+    add = tasks.add.enqueue(2, 3)
+    mul = tasks.multiply.enqueue(4, 5)
+    async_result = tasks.async_add.enqueue(1, 1)
+
+    drain()
+
+    assert default_task_backend.get_result(add.id).return_value == 5
+    assert default_task_backend.get_result(mul.id).return_value == 20
+    assert default_task_backend.get_result(async_result.id).return_value == 2
+
+
+def test_a_failing_task_is_failed_with_its_error():
+    result = tasks.fail.enqueue("bad input")
+
+    drain()
+
+    failed = default_task_backend.get_result(result.id)
+    assert failed.status == TaskResultStatus.FAILED
+    assert [e.exception_class_path for e in failed.errors] == ["builtins.ValueError"]
+    assert failed.errors[0].traceback.splitlines()[-1] == "ValueError: bad input"
+    row = TaskExecution.objects.get(pk=result.id)
+    assert row.errors[0]["message"] == "bad input"
+    assert row.errors[0]["exception_bases"] == ["builtins.Exception", "builtins.BaseException"]
+
+
+def test_an_unserializable_return_value_fails_the_task_naming_it():
+    result = tasks.returns_unserializable.enqueue()
+
+    drain()
+
+    row = TaskExecution.objects.get(pk=result.id)
+    assert row.state == "FAILED"
+    assert row.errors[0]["exception_class_path"] == "django_ray.payloads.PayloadError"
+    assert row.errors[0]["message"] == (
+        "Task tests.testapp.tasks.returns_unserializable: the return value is of type set, "
+        "which is not JSON-serializable; use dict with str keys, list, tuple, str, int, "
+        "float, bool or None."
+    )
+
+
+def test_a_row_naming_a_plain_function_fails_and_runs_nothing(tmp_path):
+    target = tmp_path / "created-by-os-system"
+    row = TaskExecution.objects.create(task_path="os.system", args=[f"touch {target}"])
+
+    drain()
+
+    row.refresh_from_db()
+    assert row.state == "FAILED"
+    assert row.errors[0]["exception_class_path"] == "django_ray.registry.UnregisteredTask"
+    assert row.errors[0]["message"].startswith("os.system is a builtins.builtin_function_or_method")
+    assert not target.exists()
+
+
+def test_a_context_task_sees_its_own_result():
+    result = tasks.whoami.enqueue()
+
+    drain()
+
+    assert default_task_backend.get_result(result.id).return_value == {
+        "id": result.id,
+        "attempt": 1,
+    }
+
+
+def test_the_worker_holds_a_lease_and_releases_it():
+    tasks.add.enqueue(1, 1)
+
+    worker = drain()
+
+    lease = WorkerLease.objects.get(pk=worker.worker_id)
+    assert (lease.stopping, lease.runner, lease.queues) == (True, "ray_core", ["default", "other"])
+    assert lease.lease_expires_at == lease.heartbeat_at
+
+
+def test_a_receiver_that_raises_cannot_change_a_recorded_outcome():
+    def broken_receiver(**kwargs):
+        raise RuntimeError("receiver bug")
+
+    execution_finished.connect(broken_receiver)
+    try:
+        result = tasks.add.enqueue(1, 2)
+        drain()
+    finally:
+        execution_finished.disconnect(broken_receiver)
+
+    assert default_task_backend.get_result(result.id).return_value == 3
+
+
+def test_concurrency_bounds_what_is_in_flight():
+    for i in range(7):
+        tasks.add.enqueue(i, i)
+    dispatcher = InProcessDispatcher()
+
+    drain(dispatcher=dispatcher, concurrency=3)
+
+    assert len(dispatcher.submitted) == 7
+    assert dispatcher.peak_in_flight == 3
+    assert TaskExecution.objects.filter(state="SUCCESSFUL").count() == 7

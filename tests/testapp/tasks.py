@@ -1,0 +1,66 @@
+"""Tasks the test suite enqueues; each does something observable."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+from django.tasks import TaskContext, task
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task(queue_name="other")
+def multiply(a: int, b: int) -> int:
+    return a * b
+
+
+@task(priority=10)
+def echo(value: object) -> object:
+    return value
+
+
+@task
+async def async_add(a: int, b: int) -> int:
+    await asyncio.sleep(0)
+    return a + b
+
+
+@task
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@task
+def returns_unserializable() -> object:
+    return {1, 2, 3}
+
+
+@task
+def where_am_i() -> dict[str, object]:
+    """Report the process the task ran in, to prove it ran on a Ray worker."""
+    import ray
+
+    return {"pid": os.getpid(), "in_ray_worker": ray.get_runtime_context().worker.mode == 0}
+
+
+@task
+def mark_execution(directory: str, token: str) -> str:
+    """Leave one file per execution, so a test can count how often each task ran."""
+    marker = Path(directory) / token / uuid.uuid4().hex
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return token
+
+
+@task(takes_context=True)
+def whoami(context: TaskContext) -> dict[str, object]:
+    return {"id": context.task_result.id, "attempt": context.attempt}
+
+
+not_a_task = os.path.join
