@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -58,17 +59,15 @@ class RayTaskBackend(BaseTaskBackend):
 
 def to_task_result(row: TaskExecution, task: Task) -> TaskResult:
     """Django's view of a row: status, timestamps, errors per attempt, and the value."""
-    try:
+    # The queue or backend may have been removed from settings since the row
+    # was written; the stored result is still worth showing.
+    with contextlib.suppress(InvalidTask):
         task = task.using(
             priority=row.priority,
             queue_name=row.queue_name,
             run_after=row.run_after,
             backend=row.backend,
         )
-    except InvalidTask:
-        # The queue or backend may have been removed from settings since the
-        # row was written; the stored result is still worth showing.
-        pass
     result = TaskResult(
         task=task,
         id=str(row.pk),
@@ -91,4 +90,3 @@ def to_task_result(row: TaskExecution, task: Task) -> TaskResult:
     if row.state == TaskResultStatus.SUCCESSFUL:
         object.__setattr__(result, "_return_value", row.result_data)
     return result
-

@@ -80,9 +80,7 @@ class TaskExecution(models.Model):
                 name="django_ray_claim_idx",
                 condition=Q(state="READY"),
             ),
-            models.Index(
-                "worker", name="django_ray_running_idx", condition=Q(state="RUNNING")
-            ),
+            models.Index("worker", name="django_ray_running_idx", condition=Q(state="RUNNING")),
             models.Index("task_path", "state", name="django_ray_task_state_idx"),
         ]
 
@@ -100,9 +98,10 @@ class TaskExecution(models.Model):
 
     def _finish(self, state: str, finished_at: datetime, **fields: Any) -> bool:
         owned = TaskExecution.objects.owned_by(self.pk, self.attempt, self.claim_token)
-        return owned.update(
-            state=state, finished_at=finished_at, monitor_heartbeat_at=None, **fields
-        ) == 1
+        return (
+            owned.update(state=state, finished_at=finished_at, monitor_heartbeat_at=None, **fields)
+            == 1
+        )
 
 
 class WorkerLease(models.Model):

@@ -71,7 +71,9 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
             .order_by("-priority", "enqueued_at", "id")
         )
 
-    def owned_by(self, pk: Any, attempt: int, claim_token: uuid.UUID | None) -> TaskExecutionQuerySet:
+    def owned_by(
+        self, pk: Any, attempt: int, claim_token: uuid.UUID | None
+    ) -> TaskExecutionQuerySet:
         """The row, only while this attempt still owns it (the fence for every outcome)."""
         return self.filter(pk=pk, attempt=attempt, claim_token=claim_token, state=State.RUNNING)
 

@@ -19,7 +19,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 _engine = os.environ.get("DJANGO_RAY_TEST_DATABASE", "postgres")
 if _engine == "sqlite":
     _sqlite = os.environ.get(
-        "DJANGO_RAY_TEST_SQLITE_PATH", os.path.join(tempfile.gettempdir(), "django-ray-tests.sqlite3")
+        "DJANGO_RAY_TEST_SQLITE_PATH",
+        os.path.join(tempfile.gettempdir(), "django-ray-tests.sqlite3"),
     )
     DATABASES = {
         "default": {

@@ -93,12 +93,12 @@ def test_unserializable_keyword_argument_names_the_keyword():
 
 
 def test_unknown_queue_is_invalid():
-    with pytest.raises(InvalidTask, match="Queue 'nope' is not valid for backend."):
+    with pytest.raises(InvalidTask, match=r"Queue 'nope' is not valid for backend\."):
         tasks.add.using(queue_name="nope").enqueue(1, 2)
 
 
 def test_naive_run_after_is_invalid():
-    with pytest.raises(InvalidTask, match="run_after must be an aware datetime."):
+    with pytest.raises(InvalidTask, match=r"run_after must be an aware datetime\."):
         tasks.add.using(run_after=datetime.datetime(2030, 1, 1)).enqueue(1, 2)
 
 
@@ -129,7 +129,7 @@ def test_get_result_shows_a_recorded_value_and_errors():
     assert [e.exception_class_path for e in failed.errors] == ["builtins.ValueError"]
     assert failed.errors[0].traceback == "tb"
     with pytest.raises(ValueError, match="Task failed"):
-        failed.return_value
+        _ = failed.return_value
 
 
 @pytest.mark.parametrize("unknown", [str(uuid.uuid4()), "not-a-uuid", ""])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from pathlib import Path
 
@@ -46,12 +47,14 @@ def where_am_i() -> dict[str, object]:
     """Report the process the task ran in, to prove it ran on a Ray worker."""
     import ray
 
-    return {"pid": os.getpid(), "in_ray_worker": ray.get_runtime_context().worker.mode == 0}
+    task_id = ray.get_runtime_context().get_task_id() if ray.is_initialized() else None
+    return {"pid": os.getpid(), "ray_task_id": task_id}
 
 
 @task
-def mark_execution(directory: str, token: str) -> str:
+def mark_execution(directory: str, token: str, seconds: float = 0) -> str:
     """Leave one file per execution, so a test can count how often each task ran."""
+    time.sleep(seconds)
     marker = Path(directory) / token / uuid.uuid4().hex
     marker.parent.mkdir(parents=True, exist_ok=True)
     marker.touch()

@@ -61,7 +61,9 @@ class Command(BaseCommand):
         settings = get_settings()
         backend = task_backends[options["backend"]]
         queues = _queues(options["queues"], backend.queues)
-        concurrency = options["concurrency"] or settings.default_concurrency
+        concurrency = options["concurrency"]
+        if concurrency is None:
+            concurrency = settings.default_concurrency
         if concurrency < 1:
             raise CommandError(f"--concurrency must be at least 1; got {concurrency}.")
         runner = options["runner"] or settings.runner

@@ -1,0 +1,348 @@
+"""The ``DJANGO_RAY`` setting: its defaults, its validation and its cached, typed form.
+
+Every default lives in :data:`DEFAULTS`. :meth:`RaySettings.from_mapping` checks a raw
+mapping and reports every problem in one :class:`DjangoRaySettingsError`;
+:func:`get_settings` returns the validated settings of the running project.
+"""
+
+import builtins
+import copy
+import difflib
+import functools
+import ipaddress
+import keyword
+import os
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType, NoneType
+from typing import Any, Literal
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+
+# Key order is the contract's order; problems are reported in it.
+DEFAULTS: Mapping[str, Any] = MappingProxyType(
+    {
+        "RAY_ADDRESS": None,
+        "RAY_RUNTIME_ENV": {},
+        "RUNNER": "ray_job",
+        "DEFAULT_CONCURRENCY": 10,
+        "MAX_TASK_ATTEMPTS": 3,
+        "RETRY_BACKOFF_SECONDS": 60,
+        "RETRY_EXCEPTION_DENYLIST": [],
+        "STUCK_TASK_TIMEOUT_SECONDS": 300,
+        "WORKER_LEASE_SECONDS": 60,
+        "WORKER_HEARTBEAT_SECONDS": 15,
+        "MAX_RESULT_SIZE_BYTES": 1048576,
+        "RESULT_STORAGE_BACKEND": "digest",
+        "RESULT_STORAGE_FILESYSTEM_PATH": None,
+        "RESULT_STORAGE_S3_BUCKET": None,
+        "RESULT_STORAGE_S3_PREFIX": "django-ray/results",
+        "RESULT_STORAGE_S3_REGION": None,
+        "RESULT_STORAGE_S3_ENDPOINT_URL": None,
+        "RESULT_STORAGE_GCS_BUCKET": None,
+        "RESULT_STORAGE_GCS_PREFIX": "django-ray/results",
+    }
+)
+"""Every ``DJANGO_RAY`` key and its default; the only place a default is written."""
+
+RUNNERS = ("ray_job", "ray_core")
+RESULT_STORAGE_BACKENDS = ("digest", "filesystem", "s3", "gcs")
+SKIP_VALIDATION_COMMANDS = frozenset(
+    {"migrate", "makemigrations", "showmigrations", "collectstatic"}
+)
+SKIP_VALIDATION_ENV = "DJANGO_RAY_SKIP_VALIDATION"
+_SKIP_VALUES = frozenset({"1", "true", "yes"})
+
+RayAddressKind = Literal["local", "auto", "gcs", "client", "jobs"]
+_ADDRESS_KINDS: Mapping[str, RayAddressKind] = {
+    "": "gcs",
+    "ray://": "client",
+    "http://": "jobs",
+    "https://": "jobs",
+}
+_HOST_PORT = re.compile(
+    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]/]+)):(?P<port>[0-9]{1,5})"
+)
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
+
+
+class DjangoRaySettingsError(ImproperlyConfigured):
+    """``DJANGO_RAY`` is invalid; ``problems`` holds one sentence per problem found."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems: list[str] = list(problems)
+        super().__init__(
+            "Invalid DJANGO_RAY settings:" + "".join(f"\n  - {p}" for p in self.problems)
+        )
+
+
+def classify_ray_address(address: str | None) -> RayAddressKind:
+    """Say how ``address`` reaches Ray; raise ``ValueError`` when it has none of the known forms.
+
+    ``None`` is "local", ``"auto"`` is "auto", ``host:port`` is "gcs" (a cluster's GCS),
+    ``ray://host:port`` is "client" (Ray Client) and ``http(s)://host:port`` is "jobs"
+    (the dashboard's Jobs API).
+    """
+    if address is None:
+        return "local"
+    kind = _address_kind(address)
+    if kind is None:
+        raise ValueError(f"{address!r} is not a Ray address of a known form")
+    return kind
+
+
+def _address_kind(address: str) -> RayAddressKind | None:
+    if address == "auto":
+        return "auto"
+    scheme, separator, host_port = address.rpartition("://")
+    kind = _ADDRESS_KINDS.get(scheme + separator)
+    match = _HOST_PORT.fullmatch(host_port)
+    if kind is None or match is None or not 1 <= int(match["port"]) <= 65535:
+        return None
+    if match["host"] is not None:
+        return kind if _HOST_NAME.fullmatch(match["host"]) else None
+    try:
+        ipaddress.IPv6Address(match["ipv6"])
+    except ValueError:
+        return None
+    return kind
+
+
+def _name(key: object) -> str:
+    return f'DJANGO_RAY["{key}"]' if isinstance(key, str) else f"DJANGO_RAY[{key!r}]"
+
+
+# A check returns a problem sentence (without the key's name) or None.
+_Check = Callable[[Any], str | None]
+
+
+def _integer_at_least(minimum: int, noun: str) -> _Check:
+    def check(value: Any) -> str | None:
+        # bool is an int subclass, but True as a count is always a slip.
+        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
+            return None
+        return f"must be a {noun} integer (>= {minimum}); got {value!r}."
+
+    return check
+
+
+def _one_of(choices: Sequence[str]) -> _Check:
+    listed = ", ".join(f'"{choice}"' for choice in choices[:-1]) + f' or "{choices[-1]}"'
+
+    def check(value: Any) -> str | None:
+        if isinstance(value, str) and value in choices:
+            return None
+        return f"must be {listed}; got {value!r}."
+
+    return check
+
+
+def _of_type(kinds: tuple[type, ...], expected: str) -> _Check:
+    def check(value: Any) -> str | None:
+        return None if isinstance(value, kinds) else f"must be {expected}; got {value!r}."
+
+    return check
+
+
+def _ray_address(value: Any) -> str | None:
+    if value is None or (isinstance(value, str) and _address_kind(value) is not None):
+        return None
+    return (
+        'must be None, "auto", "host:port", "ray://host:port", "http://host:port" or '
+        f'"https://host:port" (port 1-65535); got {value!r}.'
+    )
+
+
+def _denylist(value: Any) -> str | None:
+    if isinstance(value, list | tuple) and all(isinstance(entry, str) for entry in value):
+        return None
+    return f"must be a list of exception class paths (str); got {value!r}."
+
+
+def _denylist_entry(entry: str) -> str | None:
+    parts = entry.split(".")
+    if len(parts) >= 2 and all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
+        return None
+    problem = f'must be a full dotted class path ("module.Class"); got {entry!r}'
+    candidate = getattr(builtins, entry, None) if entry.isidentifier() else None
+    if isinstance(candidate, type) and issubclass(candidate, BaseException):
+        return f'{problem}; did you mean "builtins.{entry}"?'
+    return f"{problem}."
+
+
+_text = _of_type((str,), "a string")
+_optional_text = _of_type((str, NoneType), "a string or None")
+_CHECKS: Mapping[str, _Check] = {
+    "RAY_ADDRESS": _ray_address,
+    "RAY_RUNTIME_ENV": _of_type((dict,), "a dict (a Ray runtime_env)"),
+    "RUNNER": _one_of(RUNNERS),
+    "DEFAULT_CONCURRENCY": _integer_at_least(1, "positive"),
+    "MAX_TASK_ATTEMPTS": _integer_at_least(1, "positive"),
+    # 0 is allowed: retry at once, with no backoff.
+    "RETRY_BACKOFF_SECONDS": _integer_at_least(0, "non-negative"),
+    "RETRY_EXCEPTION_DENYLIST": _denylist,
+    "STUCK_TASK_TIMEOUT_SECONDS": _integer_at_least(1, "positive"),
+    "WORKER_LEASE_SECONDS": _integer_at_least(1, "positive"),
+    "WORKER_HEARTBEAT_SECONDS": _integer_at_least(1, "positive"),
+    "MAX_RESULT_SIZE_BYTES": _integer_at_least(1, "positive"),
+    "RESULT_STORAGE_BACKEND": _one_of(RESULT_STORAGE_BACKENDS),
+    "RESULT_STORAGE_FILESYSTEM_PATH": _of_type(
+        (str, os.PathLike, NoneType), "a path (str or os.PathLike) or None"
+    ),
+    "RESULT_STORAGE_S3_BUCKET": _optional_text,
+    "RESULT_STORAGE_S3_PREFIX": _text,
+    "RESULT_STORAGE_S3_REGION": _optional_text,
+    "RESULT_STORAGE_S3_ENDPOINT_URL": _optional_text,
+    "RESULT_STORAGE_GCS_BUCKET": _optional_text,
+    "RESULT_STORAGE_GCS_PREFIX": _text,
+}
+_LOCATION_KEYS = {
+    "filesystem": "RESULT_STORAGE_FILESYSTEM_PATH",
+    "s3": "RESULT_STORAGE_S3_BUCKET",
+    "gcs": "RESULT_STORAGE_GCS_BUCKET",
+}
+
+
+def _cross_problems(values: Mapping[str, Any]) -> dict[str, str]:
+    """Problems between settings, keyed by the setting to fix; ``values`` holds only valid ones."""
+    found: dict[str, str] = {}
+    lease, heartbeat = values.get("WORKER_LEASE_SECONDS"), values.get("WORKER_HEARTBEAT_SECONDS")
+    if lease is not None and heartbeat is not None and heartbeat >= lease:
+        found["WORKER_HEARTBEAT_SECONDS"] = (
+            f'must be less than DJANGO_RAY["WORKER_LEASE_SECONDS"] ({lease}); got {heartbeat!r}.'
+        )
+    backend: str = values.get("RESULT_STORAGE_BACKEND", "")
+    required = _LOCATION_KEYS.get(backend)
+    if required is not None and required in values:
+        value = values[required]
+        when = f'when RESULT_STORAGE_BACKEND is "{backend}"'
+        if value is None or os.fspath(value) == "":
+            found[required] = f"is required {when}; got {value!r}."
+        elif backend == "filesystem" and not os.path.isabs(value):
+            found[required] = f"must be an absolute path {when}; got {value!r}."
+    return found
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RaySettings:
+    """Validated ``DJANGO_RAY``: one field per key, named as the key in lower case.
+
+    Build it with :meth:`from_mapping`; defaults come from :data:`DEFAULTS`.
+    ``ray_runtime_env`` is a private read-only copy; Ray wants a dict, so hand it
+    ``copy.deepcopy(dict(settings.ray_runtime_env))``.
+    """
+
+    ray_address: str | None
+    ray_runtime_env: Mapping[str, Any]
+    runner: str
+    default_concurrency: int
+    max_task_attempts: int
+    retry_backoff_seconds: int
+    retry_exception_denylist: tuple[str, ...]
+    stuck_task_timeout_seconds: int
+    worker_lease_seconds: int
+    worker_heartbeat_seconds: int
+    max_result_size_bytes: int
+    result_storage_backend: str
+    result_storage_filesystem_path: str | None
+    result_storage_s3_bucket: str | None
+    result_storage_s3_prefix: str
+    result_storage_s3_region: str | None
+    result_storage_s3_endpoint_url: str | None
+    result_storage_gcs_bucket: str | None
+    result_storage_gcs_prefix: str
+
+    @property
+    def ray_address_kind(self) -> RayAddressKind:
+        """How :attr:`ray_address` reaches Ray; see :func:`classify_ray_address`."""
+        return classify_ray_address(self.ray_address)
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> "RaySettings":
+        """Validate ``raw`` (the ``DJANGO_RAY`` value) over :data:`DEFAULTS` and build settings.
+
+        Raises :class:`DjangoRaySettingsError` listing every problem found.
+        """
+        if not isinstance(raw, Mapping):
+            raise DjangoRaySettingsError([f"DJANGO_RAY must be a dict of settings; got {raw!r}."])
+        merged = {**DEFAULTS, **{k: v for k, v in raw.items() if k in DEFAULTS}}
+        if report := _problems(raw, merged):
+            raise DjangoRaySettingsError(report)
+        path = merged["RESULT_STORAGE_FILESYSTEM_PATH"]
+        # Copies, so neither the project's settings nor DEFAULTS share state with an instance.
+        merged["RAY_RUNTIME_ENV"] = MappingProxyType(copy.deepcopy(merged["RAY_RUNTIME_ENV"]))
+        merged["RETRY_EXCEPTION_DENYLIST"] = tuple(merged["RETRY_EXCEPTION_DENYLIST"])
+        merged["RESULT_STORAGE_FILESYSTEM_PATH"] = None if path is None else os.fspath(path)
+        return cls(**{key.lower(): value for key, value in merged.items()})
+
+
+def _problems(raw: Mapping[Any, Any], merged: Mapping[str, Any]) -> list[str]:
+    """Every problem, in the contract's key order, then one per unknown key in ``raw``."""
+    problems: dict[str, list[str]] = {key: [] for key in DEFAULTS}
+    for key in DEFAULTS:
+        if problem := _CHECKS[key](merged[key]):
+            problems[key].append(f"{_name(key)} {problem}")
+    denylist = "RETRY_EXCEPTION_DENYLIST"
+    if not problems[denylist]:
+        for index, entry in enumerate(merged[denylist]):
+            if problem := _denylist_entry(entry):
+                problems[denylist].append(f"{_name(denylist)}[{index}] {problem}")
+    valid = {key: value for key, value in merged.items() if not problems[key]}
+    for key, problem in _cross_problems(valid).items():
+        problems[key].append(f"{_name(key)} {problem}")
+    report = [problem for found in problems.values() for problem in found]
+    return report + [_unknown_key_problem(key) for key in raw if key not in DEFAULTS]
+
+
+def _unknown_key_problem(key: object) -> str:
+    problem = f"{_name(key)} is not a known setting"
+    if isinstance(key, str):
+        matches = difflib.get_close_matches(key.upper(), DEFAULTS, n=1)
+        if matches:
+            return f'{problem}; did you mean "{matches[0]}"?'
+    return f"{problem}."
+
+
+@functools.cache
+def get_settings() -> RaySettings:
+    """The project's validated ``DJANGO_RAY`` (absent means ``{}``), built once and cached.
+
+    The cache is dropped whenever ``DJANGO_RAY`` changes (``override_settings``).
+    """
+    return RaySettings.from_mapping(getattr(settings, "DJANGO_RAY", {}))
+
+
+@receiver(setting_changed)
+def _forget_settings(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DJANGO_RAY":
+        get_settings.cache_clear()
+
+
+def validation_skipped(argv: Sequence[str], environ: Mapping[str, str]) -> bool:
+    """Whether startup validation is skipped: for a maintenance command or by the environment.
+
+    Django takes the command from ``argv[1]`` for ``manage.py``, ``django-admin`` and
+    ``python -m django`` alike (``argv[0]`` is then ``.../django/__main__.py``), so we do too.
+    """
+    if environ.get(SKIP_VALIDATION_ENV, "").strip().lower() in _SKIP_VALUES:
+        return True
+    return len(argv) > 1 and argv[1] in SKIP_VALIDATION_COMMANDS
+
+
+def validate_on_startup(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> RaySettings | None:
+    """Validate ``DJANGO_RAY`` at startup (``AppConfig.ready``); None when validation is skipped.
+
+    ``argv`` and ``environ`` default to ``sys.argv`` and ``os.environ``.
+    """
+    if validation_skipped(
+        sys.argv if argv is None else argv, os.environ if environ is None else environ
+    ):
+        return None
+    return get_settings()

@@ -1,0 +1,99 @@
+"""The worker command end to end: real database, real local Ray cluster."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+
+import pytest
+from django.core.management import call_command
+from django.tasks import TaskResultStatus, default_task_backend
+
+from django_ray.models import TaskExecution
+from tests.testapp import tasks
+
+pytestmark = [pytest.mark.ray, pytest.mark.django_db]
+
+
+def run_worker(ray_cluster, *extra: str) -> None:
+    call_command(
+        "django_ray_worker", "--ray-core", "--burst", "--address", ray_cluster.address, *extra
+    )
+
+
+def test_one_burst_runs_a_hundred_tasks_across_queues_and_priorities(ray_cluster, ray_connection):
+    expected = {}
+    for i in range(25):
+        expected[tasks.add.enqueue(i, 1).id] = i + 1
+        expected[tasks.add.using(priority=10).enqueue(i, 2).id] = i + 2
+        expected[tasks.multiply.enqueue(i, 3).id] = i * 3
+        expected[tasks.multiply.using(priority=10).enqueue(i, 4).id] = i * 4
+
+    run_worker(ray_cluster, "--concurrency", "16")
+
+    results = {rid: default_task_backend.get_result(rid) for rid in expected}
+    assert {rid: r.status for rid, r in results.items()} == dict.fromkeys(
+        expected, TaskResultStatus.SUCCESSFUL
+    )
+    assert {rid: r.return_value for rid, r in results.items()} == expected
+    assert Counter(r.attempts for r in results.values()) == {1: 100}
+    assert TaskExecution.objects.filter(queue_name="other", state="SUCCESSFUL").count() == 50
+
+
+def test_tasks_run_in_ray_worker_processes(ray_cluster, ray_connection):
+    result = tasks.where_am_i.enqueue()
+
+    run_worker(ray_cluster)
+
+    value = default_task_backend.get_result(result.id).return_value
+    assert value["pid"] != os.getpid()
+    assert value["ray_task_id"] == TaskExecution.objects.get(pk=result.id).ray_handle
+
+
+def test_sync_and_async_tasks_and_a_failure(ray_cluster, ray_connection):
+    sync_result = tasks.add.enqueue(20, 22)
+    async_result = tasks.async_add.enqueue(1, 2)
+    failure = tasks.fail.enqueue("no such thing")
+
+    run_worker(ray_cluster)
+
+    assert default_task_backend.get_result(sync_result.id).return_value == 42
+    assert default_task_backend.get_result(async_result.id).return_value == 3
+    failed = default_task_backend.get_result(failure.id)
+    assert failed.status == TaskResultStatus.FAILED
+    assert failed.errors[0].exception_class_path == "builtins.ValueError"
+    assert failed.errors[0].traceback.rstrip().endswith("ValueError: no such thing")
+
+
+def test_a_row_naming_os_system_fails_on_ray_and_executes_nothing(
+    ray_cluster, ray_connection, tmp_path
+):
+    target = tmp_path / "pwned"
+    row = TaskExecution.objects.create(task_path="os.system", args=[f"touch {target}"])
+
+    run_worker(ray_cluster)
+
+    row.refresh_from_db()
+    assert row.state == "FAILED"
+    assert row.errors[0]["exception_class_path"] == "django_ray.registry.UnregisteredTask"
+    assert not target.exists()
+
+
+def test_the_worker_logs_its_start_and_each_outcome(ray_cluster, ray_connection, caplog):
+    ok = tasks.add.enqueue(1, 1)
+    bad = tasks.fail.enqueue("nope")
+
+    with caplog.at_level(logging.INFO, logger="django_ray"):
+        run_worker(ray_cluster, "--queue", "default", "--concurrency", "3")
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "django_ray.worker"]
+    assert lines[0].startswith("django-ray worker ")
+    assert lines[0].endswith(
+        f"started: queues=default runner=ray_core concurrency=3 ray={ray_cluster.address}"
+    )
+    outcome_lines = sorted(line for line in lines if line.startswith("Task "))
+    assert len(outcome_lines) == 2
+    assert outcome_lines[0].startswith(f"Task tests.testapp.tasks.add [{ok.id}] SUCCESSFUL in ")
+    assert outcome_lines[1].startswith(f"Task tests.testapp.tasks.fail [{bad.id}] FAILED in ")
+    assert outcome_lines[1].endswith("(attempt 1): builtins.ValueError: nope")

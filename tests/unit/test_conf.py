@@ -1,0 +1,621 @@
+"""The DJANGO_RAY contract: defaults, validation messages, caching and the startup skip rules."""
+
+import dataclasses
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from django_ray.conf import (
+    DEFAULTS,
+    DjangoRaySettingsError,
+    RaySettings,
+    classify_ray_address,
+    get_settings,
+    validate_on_startup,
+    validation_skipped,
+)
+
+CONTRACT: dict[str, Any] = {
+    "RAY_ADDRESS": None,
+    "RAY_RUNTIME_ENV": {},
+    "RUNNER": "ray_job",
+    "DEFAULT_CONCURRENCY": 10,
+    "MAX_TASK_ATTEMPTS": 3,
+    "RETRY_BACKOFF_SECONDS": 60,
+    "RETRY_EXCEPTION_DENYLIST": [],
+    "STUCK_TASK_TIMEOUT_SECONDS": 300,
+    "WORKER_LEASE_SECONDS": 60,
+    "WORKER_HEARTBEAT_SECONDS": 15,
+    "MAX_RESULT_SIZE_BYTES": 1048576,
+    "RESULT_STORAGE_BACKEND": "digest",
+    "RESULT_STORAGE_FILESYSTEM_PATH": None,
+    "RESULT_STORAGE_S3_BUCKET": None,
+    "RESULT_STORAGE_S3_PREFIX": "django-ray/results",
+    "RESULT_STORAGE_S3_REGION": None,
+    "RESULT_STORAGE_S3_ENDPOINT_URL": None,
+    "RESULT_STORAGE_GCS_BUCKET": None,
+    "RESULT_STORAGE_GCS_PREFIX": "django-ray/results",
+}
+
+ADDRESS_FORMS = (
+    'must be None, "auto", "host:port", "ray://host:port", "http://host:port" or '
+    '"https://host:port" (port 1-65535)'
+)
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings_cache() -> Iterator[None]:
+    # Deleting a setting sends no setting_changed, so no test may leave a stale cache behind.
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def problems_for(raw: Any) -> list[str]:
+    with pytest.raises(DjangoRaySettingsError) as caught:
+        RaySettings.from_mapping(raw)
+    return caught.value.problems
+
+
+def as_dict(ray_settings: RaySettings) -> dict[str, Any]:
+    return {f.name: getattr(ray_settings, f.name) for f in dataclasses.fields(ray_settings)}
+
+
+# Defaults and the built value
+
+
+def test_defaults_are_exactly_the_contract_in_its_order() -> None:
+    assert list(DEFAULTS) == list(CONTRACT)
+    assert dict(DEFAULTS) == CONTRACT
+
+
+def test_empty_mapping_gives_every_default() -> None:
+    built = as_dict(RaySettings.from_mapping({}))
+
+    assert built == {
+        "ray_address": None,
+        "ray_runtime_env": {},
+        "runner": "ray_job",
+        "default_concurrency": 10,
+        "max_task_attempts": 3,
+        "retry_backoff_seconds": 60,
+        "retry_exception_denylist": (),
+        "stuck_task_timeout_seconds": 300,
+        "worker_lease_seconds": 60,
+        "worker_heartbeat_seconds": 15,
+        "max_result_size_bytes": 1048576,
+        "result_storage_backend": "digest",
+        "result_storage_filesystem_path": None,
+        "result_storage_s3_bucket": None,
+        "result_storage_s3_prefix": "django-ray/results",
+        "result_storage_s3_region": None,
+        "result_storage_s3_endpoint_url": None,
+        "result_storage_gcs_bucket": None,
+        "result_storage_gcs_prefix": "django-ray/results",
+    }
+
+
+def test_every_field_is_named_after_its_key() -> None:
+    names = [f.name for f in dataclasses.fields(RaySettings)]
+
+    assert names == [key.lower() for key in CONTRACT]
+
+
+def test_given_values_are_kept() -> None:
+    raw = {
+        "RAY_ADDRESS": "ray://ray-head-svc:10001",
+        "RAY_RUNTIME_ENV": {"env_vars": {"A": "1"}},
+        "RUNNER": "ray_core",
+        "DEFAULT_CONCURRENCY": 50,
+        "MAX_TASK_ATTEMPTS": 5,
+        "RETRY_BACKOFF_SECONDS": 0,
+        "RETRY_EXCEPTION_DENYLIST": ["builtins.ValueError", "myapp.errors.PermanentError"],
+        "STUCK_TASK_TIMEOUT_SECONDS": 600,
+        "WORKER_LEASE_SECONDS": 120,
+        "WORKER_HEARTBEAT_SECONDS": 30,
+        "MAX_RESULT_SIZE_BYTES": 1,
+        "RESULT_STORAGE_BACKEND": "s3",
+        "RESULT_STORAGE_S3_BUCKET": "results",
+        "RESULT_STORAGE_S3_PREFIX": "",
+        "RESULT_STORAGE_S3_REGION": "eu-west-1",
+        "RESULT_STORAGE_S3_ENDPOINT_URL": "http://minio:9000",
+    }
+
+    built = RaySettings.from_mapping(raw)
+
+    assert built.ray_address == "ray://ray-head-svc:10001"
+    assert built.ray_address_kind == "client"
+    assert built.ray_runtime_env == {"env_vars": {"A": "1"}}
+    assert built.runner == "ray_core"
+    assert built.default_concurrency == 50
+    assert built.max_task_attempts == 5
+    assert built.retry_backoff_seconds == 0
+    assert built.retry_exception_denylist == ("builtins.ValueError", "myapp.errors.PermanentError")
+    assert built.stuck_task_timeout_seconds == 600
+    assert built.worker_lease_seconds == 120
+    assert built.worker_heartbeat_seconds == 30
+    assert built.max_result_size_bytes == 1
+    assert built.result_storage_backend == "s3"
+    assert built.result_storage_s3_bucket == "results"
+    assert built.result_storage_s3_prefix == ""
+    assert built.result_storage_s3_region == "eu-west-1"
+    assert built.result_storage_s3_endpoint_url == "http://minio:9000"
+
+
+def test_settings_are_frozen() -> None:
+    built = RaySettings.from_mapping({})
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.runner = "ray_core"  # type: ignore[misc]
+
+
+def test_mutable_defaults_are_not_shared() -> None:
+    first = RaySettings.from_mapping({})
+    second = RaySettings.from_mapping({})
+
+    assert first.ray_runtime_env is not second.ray_runtime_env
+    assert first.ray_runtime_env is not DEFAULTS["RAY_RUNTIME_ENV"]
+    with pytest.raises(TypeError):
+        first.ray_runtime_env["pip"] = ["requests"]  # type: ignore[index]
+    with pytest.raises(TypeError):
+        DEFAULTS["RUNNER"] = "ray_core"  # type: ignore[index]
+    assert DEFAULTS["RAY_RUNTIME_ENV"] == {}
+    assert DEFAULTS["RETRY_EXCEPTION_DENYLIST"] == []
+    assert isinstance(first.retry_exception_denylist, tuple)
+
+
+def test_later_changes_to_the_given_values_do_not_leak_in() -> None:
+    runtime_env: dict[str, Any] = {"env_vars": {"A": "1"}}
+    denylist = ["builtins.KeyError"]
+    built = RaySettings.from_mapping(
+        {"RAY_RUNTIME_ENV": runtime_env, "RETRY_EXCEPTION_DENYLIST": denylist}
+    )
+
+    runtime_env["env_vars"]["A"] = "2"
+    denylist.append("builtins.OSError")
+
+    assert built.ray_runtime_env == {"env_vars": {"A": "1"}}
+    assert built.retry_exception_denylist == ("builtins.KeyError",)
+
+
+def test_filesystem_path_may_be_a_path_object_and_is_stored_as_str() -> None:
+    built = RaySettings.from_mapping(
+        {
+            "RESULT_STORAGE_BACKEND": "filesystem",
+            "RESULT_STORAGE_FILESYSTEM_PATH": pathlib.Path("/var/lib/django-ray"),
+        }
+    )
+
+    assert built.result_storage_filesystem_path == "/var/lib/django-ray"
+
+
+def test_denylist_may_be_a_tuple() -> None:
+    built = RaySettings.from_mapping({"RETRY_EXCEPTION_DENYLIST": ("builtins.ValueError",)})
+
+    assert built.retry_exception_denylist == ("builtins.ValueError",)
+
+
+def test_retry_backoff_of_zero_means_retry_at_once_and_is_valid() -> None:
+    assert RaySettings.from_mapping({"RETRY_BACKOFF_SECONDS": 0}).retry_backoff_seconds == 0
+
+
+# Validation messages
+
+
+def test_error_is_improperly_configured_with_one_line_per_problem() -> None:
+    with pytest.raises(ImproperlyConfigured) as caught:
+        RaySettings.from_mapping({"DEFAULT_CONCURRENCY": 0, "RUNNER": "ray"})
+
+    assert isinstance(caught.value, DjangoRaySettingsError)
+    assert str(caught.value) == (
+        "Invalid DJANGO_RAY settings:\n"
+        '  - DJANGO_RAY["RUNNER"] must be "ray_job" or "ray_core"; got \'ray\'.\n'
+        '  - DJANGO_RAY["DEFAULT_CONCURRENCY"] must be a positive integer (>= 1); got 0.'
+    )
+
+
+def test_every_problem_is_reported_at_once_in_contract_order_then_unknown_keys() -> None:
+    raw = {
+        "MAX_TASK_ATEMPTS": 3,
+        "RESULT_STORAGE_BACKEND": "filesystem",
+        "WORKER_HEARTBEAT_SECONDS": 90,
+        "RETRY_EXCEPTION_DENYLIST": ["ValueError", "myapp.Error", "not a path"],
+        "RAY_ADDRESS": "localhost",
+        "DEFAULT_CONCURRENCY": True,
+    }
+
+    assert problems_for(raw) == [
+        f"DJANGO_RAY[\"RAY_ADDRESS\"] {ADDRESS_FORMS}; got 'localhost'.",
+        'DJANGO_RAY["DEFAULT_CONCURRENCY"] must be a positive integer (>= 1); got True.',
+        'DJANGO_RAY["RETRY_EXCEPTION_DENYLIST"][0] must be a full dotted class path '
+        '("module.Class"); got \'ValueError\'; did you mean "builtins.ValueError"?',
+        'DJANGO_RAY["RETRY_EXCEPTION_DENYLIST"][2] must be a full dotted class path '
+        "(\"module.Class\"); got 'not a path'.",
+        'DJANGO_RAY["WORKER_HEARTBEAT_SECONDS"] must be less than '
+        'DJANGO_RAY["WORKER_LEASE_SECONDS"] (60); got 90.',
+        'DJANGO_RAY["RESULT_STORAGE_FILESYSTEM_PATH"] is required when '
+        'RESULT_STORAGE_BACKEND is "filesystem"; got None.',
+        'DJANGO_RAY["MAX_TASK_ATEMPTS"] is not a known setting; did you mean "MAX_TASK_ATTEMPTS"?',
+    ]
+
+
+def test_django_ray_must_be_a_mapping() -> None:
+    assert problems_for(["RAY_ADDRESS", "auto"]) == [
+        "DJANGO_RAY must be a dict of settings; got ['RAY_ADDRESS', 'auto']."
+    ]
+    assert problems_for(None) == ["DJANGO_RAY must be a dict of settings; got None."]
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("MAX_TASK_ATEMPTS", 'did you mean "MAX_TASK_ATTEMPTS"?'),
+        ("max_task_attempts", 'did you mean "MAX_TASK_ATTEMPTS"?'),
+        ("RAY_ADDR", 'did you mean "RAY_ADDRESS"?'),
+        ("QUEUES", None),
+    ],
+)
+def test_unknown_keys_are_named_with_the_nearest_known_key(key: str, expected: str | None) -> None:
+    problem = f'DJANGO_RAY["{key}"] is not a known setting'
+
+    assert problems_for({key: 1}) == [f"{problem}; {expected}" if expected else f"{problem}."]
+
+
+def test_unknown_non_string_key_is_shown_by_repr() -> None:
+    assert problems_for({1: "x"}) == ["DJANGO_RAY[1] is not a known setting."]
+
+
+POSITIVE_INTEGER_KEYS = [
+    "DEFAULT_CONCURRENCY",
+    "MAX_TASK_ATTEMPTS",
+    "STUCK_TASK_TIMEOUT_SECONDS",
+    "WORKER_LEASE_SECONDS",
+    "WORKER_HEARTBEAT_SECONDS",
+    "MAX_RESULT_SIZE_BYTES",
+]
+
+
+@pytest.mark.parametrize("key", POSITIVE_INTEGER_KEYS)
+@pytest.mark.parametrize(
+    ("value", "shown"), [(0, "0"), (-1, "-1"), (True, "True"), ("10", "'10'"), (1.5, "1.5")]
+)
+def test_counts_and_durations_must_be_positive_integers(key: str, value: Any, shown: str) -> None:
+    raw = {key: value}
+    if key == "WORKER_LEASE_SECONDS":
+        raw["WORKER_HEARTBEAT_SECONDS"] = 1  # keep the heartbeat rule out of the way
+
+    assert problems_for(raw) == [
+        f'DJANGO_RAY["{key}"] must be a positive integer (>= 1); got {shown}.'
+    ]
+
+
+@pytest.mark.parametrize(("value", "shown"), [(-1, "-1"), (False, "False"), ("60", "'60'")])
+def test_retry_backoff_must_be_a_non_negative_integer(value: Any, shown: str) -> None:
+    assert problems_for({"RETRY_BACKOFF_SECONDS": value}) == [
+        f'DJANGO_RAY["RETRY_BACKOFF_SECONDS"] must be a non-negative integer (>= 0); got {shown}.'
+    ]
+
+
+def test_runner_must_be_one_of_the_runners() -> None:
+    assert problems_for({"RUNNER": "ray_jobs"}) == [
+        'DJANGO_RAY["RUNNER"] must be "ray_job" or "ray_core"; got \'ray_jobs\'.'
+    ]
+
+
+def test_result_storage_backend_must_be_a_known_backend() -> None:
+    assert problems_for({"RESULT_STORAGE_BACKEND": "azure"}) == [
+        'DJANGO_RAY["RESULT_STORAGE_BACKEND"] must be "digest", "filesystem", "s3" or "gcs"; '
+        "got 'azure'."
+    ]
+
+
+def test_runtime_env_must_be_a_dict() -> None:
+    assert problems_for({"RAY_RUNTIME_ENV": [("pip", ["x"])]}) == [
+        "DJANGO_RAY[\"RAY_RUNTIME_ENV\"] must be a dict (a Ray runtime_env); got [('pip', ['x'])]."
+    ]
+
+
+@pytest.mark.parametrize("key", ["RESULT_STORAGE_S3_PREFIX", "RESULT_STORAGE_GCS_PREFIX"])
+def test_prefixes_must_be_strings(key: str) -> None:
+    assert problems_for({key: None}) == [f'DJANGO_RAY["{key}"] must be a string; got None.']
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "RESULT_STORAGE_S3_BUCKET",
+        "RESULT_STORAGE_S3_REGION",
+        "RESULT_STORAGE_S3_ENDPOINT_URL",
+        "RESULT_STORAGE_GCS_BUCKET",
+    ],
+)
+def test_optional_strings_accept_none_and_reject_other_types(key: str) -> None:
+    assert getattr(RaySettings.from_mapping({key: None}), key.lower()) is None
+    assert problems_for({key: 5}) == [f'DJANGO_RAY["{key}"] must be a string or None; got 5.']
+
+
+def test_filesystem_path_must_be_a_path_or_none() -> None:
+    assert problems_for({"RESULT_STORAGE_FILESYSTEM_PATH": 5}) == [
+        'DJANGO_RAY["RESULT_STORAGE_FILESYSTEM_PATH"] must be a path (str or os.PathLike) '
+        "or None; got 5."
+    ]
+
+
+def test_denylist_must_be_a_list_of_strings() -> None:
+    expected = (
+        'DJANGO_RAY["RETRY_EXCEPTION_DENYLIST"] must be a list of exception class paths (str)'
+    )
+
+    assert problems_for({"RETRY_EXCEPTION_DENYLIST": "builtins.ValueError"}) == [
+        f"{expected}; got 'builtins.ValueError'."
+    ]
+    assert problems_for({"RETRY_EXCEPTION_DENYLIST": [ValueError]}) == [
+        f"{expected}; got [<class 'ValueError'>]."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "suggestion"),
+    [
+        ("ValueError", '; did you mean "builtins.ValueError"?'),
+        ("TimeoutError", '; did you mean "builtins.TimeoutError"?'),
+        ("PermanentError", "."),
+        ("print", "."),
+        ("myapp.", "."),
+        (".Error", "."),
+        ("myapp.errors.Not-Allowed", "."),
+        ("myapp.class.Error", "."),
+        ("", "."),
+    ],
+)
+def test_denylist_entries_must_be_full_dotted_class_paths(entry: str, suggestion: str) -> None:
+    assert problems_for({"RETRY_EXCEPTION_DENYLIST": ["builtins.KeyError", entry]}) == [
+        'DJANGO_RAY["RETRY_EXCEPTION_DENYLIST"][1] must be a full dotted class path '
+        f'("module.Class"); got {entry!r}{suggestion}'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("address", "kind"),
+    [
+        (None, "local"),
+        ("auto", "auto"),
+        ("127.0.0.1:6379", "gcs"),
+        ("ray-head:6379", "gcs"),
+        ("[::1]:6379", "gcs"),
+        ("ray://ray-head-svc:10001", "client"),
+        ("ray://10.0.0.5:1", "client"),
+        ("ray://[2001:db8::1]:10001", "client"),
+        ("http://127.0.0.1:8265", "jobs"),
+        ("https://ray.example.com:65535", "jobs"),
+    ],
+)
+def test_ray_address_forms_are_accepted_and_classified(address: str | None, kind: str) -> None:
+    assert RaySettings.from_mapping({"RAY_ADDRESS": address}).ray_address == address
+    assert classify_ray_address(address) == kind
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "",
+        "localhost",
+        "AUTO",
+        "ray://host",
+        "ray://:10001",
+        "tcp://h:1",
+        "h:99999",
+        "h:0",
+        "h:port",
+        "::1:6379",
+        "[not-ipv6]:6379",
+        "http://h:8265/",
+        "ray://ray://h:1",
+        "://h:1",
+        "-bad-:1",
+    ],
+)
+def test_other_ray_addresses_are_rejected(address: str) -> None:
+    assert problems_for({"RAY_ADDRESS": address}) == [
+        f'DJANGO_RAY["RAY_ADDRESS"] {ADDRESS_FORMS}; got {address!r}.'
+    ]
+    with pytest.raises(ValueError, match="is not a Ray address of a known form"):
+        classify_ray_address(address)
+
+
+def test_ray_address_must_be_a_string() -> None:
+    assert problems_for({"RAY_ADDRESS": 6379}) == [
+        f'DJANGO_RAY["RAY_ADDRESS"] {ADDRESS_FORMS}; got 6379.'
+    ]
+
+
+@pytest.mark.parametrize(("heartbeat", "lease"), [(60, 60), (61, 60), (15, 10)])
+def test_heartbeat_must_be_below_the_lease(heartbeat: int, lease: int) -> None:
+    raw = {"WORKER_HEARTBEAT_SECONDS": heartbeat, "WORKER_LEASE_SECONDS": lease}
+
+    assert problems_for(raw) == [
+        'DJANGO_RAY["WORKER_HEARTBEAT_SECONDS"] must be less than '
+        f'DJANGO_RAY["WORKER_LEASE_SECONDS"] ({lease}); got {heartbeat}.'
+    ]
+
+
+def test_heartbeat_rule_waits_for_both_values_to_be_valid() -> None:
+    assert problems_for({"WORKER_LEASE_SECONDS": "60", "WORKER_HEARTBEAT_SECONDS": 90}) == [
+        "DJANGO_RAY[\"WORKER_LEASE_SECONDS\"] must be a positive integer (>= 1); got '60'."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("backend", "key"),
+    [
+        ("filesystem", "RESULT_STORAGE_FILESYSTEM_PATH"),
+        ("s3", "RESULT_STORAGE_S3_BUCKET"),
+        ("gcs", "RESULT_STORAGE_GCS_BUCKET"),
+    ],
+)
+@pytest.mark.parametrize(("value", "shown"), [(None, "None"), ("", "''")])
+def test_storage_backends_require_their_location(
+    backend: str, key: str, value: str | None, shown: str
+) -> None:
+    raw = {"RESULT_STORAGE_BACKEND": backend, key: value}
+
+    assert problems_for(raw) == [
+        f'DJANGO_RAY["{key}"] is required when RESULT_STORAGE_BACKEND is "{backend}"; got {shown}.'
+    ]
+
+
+def test_filesystem_path_must_be_absolute() -> None:
+    raw = {"RESULT_STORAGE_BACKEND": "filesystem", "RESULT_STORAGE_FILESYSTEM_PATH": "results"}
+
+    assert problems_for(raw) == [
+        'DJANGO_RAY["RESULT_STORAGE_FILESYSTEM_PATH"] must be an absolute path when '
+        "RESULT_STORAGE_BACKEND is \"filesystem\"; got 'results'."
+    ]
+
+
+def test_locations_of_unused_backends_are_not_required() -> None:
+    built = RaySettings.from_mapping(
+        {"RESULT_STORAGE_BACKEND": "gcs", "RESULT_STORAGE_GCS_BUCKET": "b"}
+    )
+
+    assert built.result_storage_s3_bucket is None
+    assert built.result_storage_filesystem_path is None
+
+
+# get_settings and the setting_changed receiver
+
+
+def test_get_settings_reads_django_ray_and_is_cached() -> None:
+    with override_settings(DJANGO_RAY={"DEFAULT_CONCURRENCY": 7}):
+        assert get_settings().default_concurrency == 7
+        assert get_settings() is get_settings()
+
+
+def test_missing_django_ray_means_defaults() -> None:
+    with override_settings():
+        del settings.DJANGO_RAY
+        assert get_settings() == RaySettings.from_mapping({})
+
+
+def test_override_settings_rebuilds_and_restores() -> None:
+    with override_settings(DJANGO_RAY={"RUNNER": "ray_core"}):
+        outer = get_settings()
+        with override_settings(DJANGO_RAY={"RUNNER": "ray_job", "MAX_TASK_ATTEMPTS": 1}):
+            inner = get_settings()
+        assert get_settings() is not inner
+        assert get_settings() == outer
+
+    assert (outer.runner, inner.runner, inner.max_task_attempts) == ("ray_core", "ray_job", 1)
+
+
+def test_other_setting_changes_keep_the_cache() -> None:
+    with override_settings(DJANGO_RAY={}):
+        cached = get_settings()
+        with override_settings(USE_TZ=not settings.USE_TZ):
+            assert get_settings() is cached
+
+
+def test_get_settings_raises_for_invalid_settings_every_time() -> None:
+    with override_settings(DJANGO_RAY={"DEFAULT_CONCURRENCY": 0}):
+        for _ in range(2):
+            with pytest.raises(DjangoRaySettingsError):
+                get_settings()
+
+
+# Startup validation and its skip rules
+
+
+@pytest.mark.parametrize(
+    "command", ["migrate", "makemigrations", "showmigrations", "collectstatic"]
+)
+@pytest.mark.parametrize(
+    "program",
+    [
+        "manage.py",
+        "/srv/app/manage.py",
+        "/venv/bin/django-admin",
+        # `python -m django X`: runpy has replaced "-m" with the module's path by then.
+        "/venv/lib/python3.12/site-packages/django/__main__.py",
+    ],
+)
+def test_maintenance_commands_skip_validation(program: str, command: str) -> None:
+    assert validation_skipped([program, command, "--noinput"], {}) is True
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["manage.py", "runserver"],
+        ["manage.py", "django_ray_worker", "--queue", "default"],
+        ["manage.py", "test"],
+        ["manage.py", "help", "migrate"],
+        ["manage.py"],
+        ["gunicorn", "project.wsgi"],
+        [],
+    ],
+)
+def test_other_commands_do_not_skip_validation(argv: list[str]) -> None:
+    assert validation_skipped(argv, {}) is False
+
+
+@pytest.mark.parametrize("value", ["1", "true", "TRUE", "Yes", " yes ", "True\n"])
+def test_environment_variable_skips_validation(value: str) -> None:
+    environ = {"DJANGO_RAY_SKIP_VALIDATION": value}
+
+    assert validation_skipped(["manage.py", "runserver"], environ) is True
+
+
+@pytest.mark.parametrize("value", ["0", "no", "", "false", "on", "y"])
+def test_other_environment_values_do_not_skip_validation(value: str) -> None:
+    environ = {"DJANGO_RAY_SKIP_VALIDATION": value}
+
+    assert validation_skipped(["manage.py", "runserver"], environ) is False
+
+
+def test_validate_on_startup_returns_the_settings() -> None:
+    with override_settings(DJANGO_RAY={"RAY_ADDRESS": "auto"}):
+        validated = validate_on_startup(["manage.py", "runserver"], {})
+
+    assert validated is not None
+    assert validated.ray_address == "auto"
+
+
+def test_validate_on_startup_raises_for_invalid_settings() -> None:
+    with (
+        override_settings(DJANGO_RAY={"RUNNER": "celery"}),
+        pytest.raises(DjangoRaySettingsError) as caught,
+    ):
+        validate_on_startup(["manage.py", "django_ray_worker"], {})
+
+    assert caught.value.problems == [
+        'DJANGO_RAY["RUNNER"] must be "ray_job" or "ray_core"; got \'celery\'.'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        (["manage.py", "migrate"], {}),
+        (["manage.py", "runserver"], {"DJANGO_RAY_SKIP_VALIDATION": "1"}),
+    ],
+)
+def test_validate_on_startup_skips_even_invalid_settings(
+    argv: list[str], environ: dict[str, str]
+) -> None:
+    with override_settings(DJANGO_RAY={"RUNNER": "celery"}):
+        assert validate_on_startup(argv, environ) is None
+
+
+def test_validate_on_startup_defaults_to_the_process_argv_and_environ(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("sys.argv", ["manage.py", "runserver"])
+    monkeypatch.setenv("DJANGO_RAY_SKIP_VALIDATION", "yes")
+
+    with override_settings(DJANGO_RAY={"RUNNER": "celery"}):
+        assert validate_on_startup() is None
