@@ -3,6 +3,11 @@
 Every cluster gets its own temp dir and its own block of loopback ports, so several
 can run side by side (and next to a developer's own cluster). Stopping one kills only
 its own processes, by pid; it never calls ``ray stop``.
+
+Found with Ray 2.60: ``ray start --temp-dir=X`` writes ``X/ray_current_cluster``, not
+``/tmp/ray/ray_current_cluster``, so removing the temp dir leaves no stale address.
+Ray swaps ``--node-ip-address=127.0.0.1`` for the host's primary IP; the cluster still
+answers on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -47,9 +52,11 @@ _FIRST_WORKER_OFFSET = 10
 
 
 def _port_is_free(port: int) -> bool:
+    # The wildcard address clashes with a socket bound to any address (Ray binds
+    # some ports to the host's primary IP only).
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         try:
-            sock.bind((HOST, port))
+            sock.bind(("", port))
         except OSError:
             return False
         return True
@@ -83,7 +90,7 @@ def _http_get_json(url: str, token: str | None = None) -> object:
 
 
 def _proc_table() -> dict[int, tuple[int, int, int]]:
-    """``{pid: (ppid, session id, start time)}`` of every live process, from /proc."""
+    """``{pid: (ppid, session id, start time)}`` of every process but zombies, from /proc."""
     table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -93,7 +100,8 @@ def _proc_table() -> dict[int, tuple[int, int, int]]:
                 continue
             # The fields after "(comm)" start at field 3 (state); see proc(5).
             fields = stat.rpartition(")")[2].split()
-            table[int(entry.name)] = (int(fields[1]), int(fields[3]), int(fields[19]))
+            if fields[0] != "Z":
+                table[int(entry.name)] = (int(fields[1]), int(fields[3]), int(fields[19]))
     return table
 
 
@@ -280,19 +288,9 @@ class LocalRayCluster:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
             time.sleep(0.1)
-        self._forget_default_address()
         shutil.rmtree(self.temp_dir, ignore_errors=True)
         self._process = None
         self._temp_dir = None
-
-    def _forget_default_address(self) -> None:
-        """Drop ``/tmp/ray/ray_current_cluster`` if it names this (now dead) cluster."""
-        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
-        try:
-            if current.read_text().strip() == self.address:
-                current.unlink()
-        except OSError:
-            pass
 
     def __enter__(self) -> Self:
         if self._process is None:
