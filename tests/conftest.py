@@ -6,9 +6,18 @@ does not start, fails the run with the reason.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
+
+# Both are read when ray is imported, so they are set before anything imports it.
+# Keep every address Ray advertises on loopback (by default Ray swaps 127.0.0.1
+# for the host's primary interface address).
+os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+# The session's cluster and every client of it agree on no token auth, whatever
+# ~/.ray/auth_token an earlier local Ray left on this machine.
+os.environ["RAY_AUTH_MODE"] = "disabled"
 
 from tests.ray_cluster import LocalRayCluster
 
@@ -38,8 +47,6 @@ def ray_connection(ray_cluster: LocalRayCluster) -> str:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI=true a skipped test fails the run: every service must be there."""
-    import os
-
     if os.environ.get("CI", "").lower() != "true":
         return
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")

@@ -15,6 +15,7 @@ from django_ray.conf import classify_ray_address
 logger = logging.getLogger("django_ray.runtime")
 
 NAMESPACE = "django_ray"
+LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _lock = threading.Lock()
 
 
@@ -41,6 +42,11 @@ def connect(address: str | None, runtime_env: Mapping[str, Any]) -> str:
     and ``ray://host:port`` join that cluster. A Jobs API address
     (``http(s)://``) cannot run Ray Core tasks.
     """
+    if classify_ray_address(address) == "local":
+        # An embedded Ray is for this machine only: keep it on loopback instead
+        # of Ray's default of advertising the primary interface. Ray reads this
+        # when it is imported, so it only helps if nothing imported ray yet.
+        os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")
     import ray
 
     with _lock:
