@@ -68,7 +68,7 @@ def to_task_result(row: TaskExecution, task: Task) -> TaskResult:
             run_after=row.run_after,
             backend=row.backend,
         )
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task,
         id=str(row.pk),
         status=TaskResultStatus(row.state),

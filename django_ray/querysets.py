@@ -33,7 +33,7 @@ class JSONAppend(Func):
         super().__init__(F(field))
         self.item_json = json.dumps(item)
 
-    def as_sql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+    def as_sql(self, compiler: Any, connection: Any, *args: Any, **extra: Any) -> Any:
         raise NotSupportedError(
             f"django-ray supports PostgreSQL and SQLite, not {connection.vendor}."
         )

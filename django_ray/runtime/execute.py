@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from django_ray.runtime.job import Job, Outcome
+
+if TYPE_CHECKING:
+    from django.tasks import Task, TaskContext
 
 
 def ensure_django() -> None:
@@ -43,10 +47,10 @@ def run_job(job: Job) -> Outcome:
     return Outcome(execution_id=job.execution_id, attempt=job.attempt, value=value)
 
 
-def _context(job: Job, task):  # type: ignore[no-untyped-def]
+def _context(job: Job, task: Task) -> TaskContext:
     from django.tasks import TaskContext, TaskResult, TaskResultStatus
 
-    result = TaskResult(
+    result: TaskResult = TaskResult(
         task=task,
         id=job.execution_id,
         status=TaskResultStatus.RUNNING,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from datetime import datetime
 
 from django.db import transaction
 from django.tasks.exceptions import InvalidTask
@@ -43,16 +44,16 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
         _announce(row, outcome)
 
 
-def _apply(row: TaskExecution, outcome: Outcome, finished_at: object) -> bool:
+def _apply(row: TaskExecution, outcome: Outcome, finished_at: datetime) -> bool:
     if outcome.succeeded:
-        owned = row.record_success(value=outcome.value, finished_at=finished_at)  # type: ignore[arg-type]
+        owned = row.record_success(value=outcome.value, finished_at=finished_at)
         row.state, row.result_data = State.SUCCESSFUL, outcome.value
     else:
         assert outcome.error is not None
-        owned = row.record_failure(error=outcome.error, finished_at=finished_at)  # type: ignore[arg-type]
+        owned = row.record_failure(error=outcome.error, finished_at=finished_at)
         row.state = State.FAILED
         row.errors = [*row.errors, {**outcome.error, "attempt": row.attempt}]
-    row.finished_at = finished_at  # type: ignore[assignment]
+    row.finished_at = finished_at
     return owned
 
 

@@ -97,3 +97,16 @@ def test_the_worker_logs_its_start_and_each_outcome(ray_cluster, ray_connection,
     assert outcome_lines[0].startswith(f"Task tests.testapp.tasks.add [{ok.id}] SUCCESSFUL in ")
     assert outcome_lines[1].startswith(f"Task tests.testapp.tasks.fail [{bad.id}] FAILED in ")
     assert outcome_lines[1].endswith("(attempt 1): builtins.ValueError: nope")
+
+
+def test_a_dead_ray_worker_fails_the_attempt_and_ray_does_not_retry_it(
+    ray_cluster, ray_connection, tmp_path
+):
+    result = tasks.crash_worker.enqueue(str(tmp_path))
+
+    run_worker(ray_cluster)
+
+    row = TaskExecution.objects.get(pk=result.id)
+    assert (row.state, row.attempt) == ("FAILED", 1)
+    assert row.errors[0]["exception_class_path"] == "ray.exceptions.WorkerCrashedError"
+    assert len(list((tmp_path / "crash").iterdir())) == 1

@@ -67,3 +67,10 @@ def whoami(context: TaskContext) -> dict[str, object]:
 
 
 not_a_task = os.path.join
+
+
+@task
+def crash_worker(directory: str) -> None:
+    """Kill the process running the task, as an out-of-memory kill or a segfault would."""
+    mark_execution.call(directory, "crash")
+    os._exit(1)
