@@ -43,6 +43,9 @@ class TaskExecution(models.Model):
     priority = models.SmallIntegerField(default=0)
     run_after = models.DateTimeField(null=True, blank=True)
     takes_context = models.BooleanField(default=False)
+    # Per-task options fixed at enqueue time (Ray resources, runtime_env,
+    # retry overrides), so a worker runs the attempt as it was asked for.
+    options = models.JSONField(default=dict, blank=True)
 
     state = models.CharField(max_length=10, choices=State.choices, default=State.READY)
     attempt = models.PositiveIntegerField(default=0)
@@ -51,7 +54,12 @@ class TaskExecution(models.Model):
     worker_ids = models.JSONField(default=list)
     runner = models.CharField(max_length=10, choices=Runner.choices, blank=True, default="")
     ray_handle = models.CharField(max_length=128, blank=True, default="")
+    # What Ray last said about the attempt (e.g. PENDING while it waits for
+    # resources), as seen by the worker monitoring it.
+    ray_status = models.CharField(max_length=32, blank=True, default="")
     monitor_heartbeat_at = models.DateTimeField(null=True, blank=True)
+    lost_attempts = models.PositiveIntegerField(default=0)
+    cancelled_at = models.DateTimeField(null=True, blank=True)
 
     enqueued_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
