@@ -14,6 +14,7 @@ from django.tasks.signals import task_enqueued
 
 from django_ray.payloads import to_json
 from django_ray.registry import resolve_task
+from django_ray.tasks import RayTask, option_problems
 
 if TYPE_CHECKING:
     from django_ray.models import TaskExecution
@@ -26,6 +27,14 @@ class RayTaskBackend(BaseTaskBackend):
     supports_async_task = True
     supports_get_result = True
     supports_priority = True
+    task_class = RayTask
+
+    def validate_task(self, task: Task) -> None:
+        """Django's checks, then the task's Ray options and retry overrides."""
+        super().validate_task(task)
+        problems = option_problems(task)
+        if problems:
+            raise InvalidTask(f"Task {task.module_path}: {'; '.join(problems)}.")
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
         """Write one READY row (inside the caller's transaction, if any) and return its result."""
@@ -41,6 +50,7 @@ class RayTaskBackend(BaseTaskBackend):
             priority=task.priority,
             run_after=task.run_after,
             takes_context=task.takes_context,
+            options=task.stored_options() if isinstance(task, RayTask) else {},
         )
         result = to_task_result(row, task)
         task_enqueued.send(type(self), task_result=result)

@@ -99,17 +99,38 @@ class TaskExecution(models.Model):
         """Record this attempt's return value; False if the attempt no longer owns the row."""
         return self._finish(State.SUCCESSFUL, finished_at, result_data=value)
 
-    def record_failure(self, *, error: dict[str, Any], finished_at: datetime) -> bool:
-        """Record this attempt's error; False if the attempt no longer owns the row."""
+    def record_failure(
+        self, *, error: dict[str, Any], finished_at: datetime, lost: bool = False
+    ) -> bool:
+        """Record this attempt's error as final; False if the attempt no longer owns the row."""
+        return self._finish(State.FAILED, finished_at, **self._error_fields(error, lost))
+
+    def record_retry(
+        self, *, error: dict[str, Any], run_after: datetime, lost: bool = False
+    ) -> bool:
+        """Record this attempt's error and put the row back in the queue for ``run_after``."""
+        return self._update_owned(
+            state=State.READY,
+            run_after=run_after,
+            claim_token=None,
+            worker="",
+            ray_status="",
+            **self._error_fields(error, lost),
+        )
+
+    def _error_fields(self, error: dict[str, Any], lost: bool) -> dict[str, Any]:
         entry = {**error, "attempt": self.attempt, "worker": self.worker}
-        return self._finish(State.FAILED, finished_at, errors=JSONAppend("errors", entry))
+        fields: dict[str, Any] = {"errors": JSONAppend("errors", entry)}
+        if lost:
+            fields["lost_attempts"] = F("lost_attempts") + 1
+        return fields
 
     def _finish(self, state: str, finished_at: datetime, **fields: Any) -> bool:
+        return self._update_owned(state=state, finished_at=finished_at, **fields)
+
+    def _update_owned(self, **fields: Any) -> bool:
         owned = TaskExecution.objects.owned_by(self.pk, self.attempt, self.claim_token)
-        return (
-            owned.update(state=state, finished_at=finished_at, monitor_heartbeat_at=None, **fields)
-            == 1
-        )
+        return owned.update(monitor_heartbeat_at=None, **fields) == 1
 
 
 class WorkerLease(models.Model):

@@ -6,6 +6,8 @@ import logging
 from typing import Any
 
 from django.dispatch import Signal, receiver
+from django.tasks import TaskResultStatus
+from django.utils import timezone
 
 logger = logging.getLogger("django_ray.worker")
 
@@ -16,22 +18,22 @@ execution_finished = Signal()
 
 @receiver(execution_finished)
 def log_execution_finished(sender: Any, execution: Any, outcome: Any, **kwargs: Any) -> None:
-    seconds = (execution.finished_at - execution.last_attempted_at).total_seconds()
-    if outcome.succeeded:
-        logger.info(
-            "Task %s [%s] SUCCESSFUL in %.3fs (attempt %d)",
-            execution.task_path,
-            execution.pk,
-            seconds,
+    ended = execution.finished_at or timezone.now()
+    seconds = (ended - execution.last_attempted_at).total_seconds()
+    head = f"Task {execution.task_path} [{execution.pk}]"
+    if execution.state == TaskResultStatus.SUCCESSFUL:
+        logger.info("%s SUCCESSFUL in %.3fs (attempt %d)", head, seconds, execution.attempt)
+        return
+    error = execution.errors[-1] if execution.errors else {}
+    cause = f"{error.get('exception_class_path')}: {error.get('message')}"
+    if execution.state == TaskResultStatus.READY:
+        logger.warning(
+            "%s attempt %d failed in %.3fs: %s; retrying at %s",
+            head,
             execution.attempt,
+            seconds,
+            cause,
+            execution.run_after.isoformat(),
         )
     else:
-        logger.error(
-            "Task %s [%s] FAILED in %.3fs (attempt %d): %s: %s",
-            execution.task_path,
-            execution.pk,
-            seconds,
-            execution.attempt,
-            outcome.error["exception_class_path"],
-            outcome.error["message"],
-        )
+        logger.error("%s FAILED in %.3fs (attempt %d): %s", head, seconds, execution.attempt, cause)

@@ -26,7 +26,7 @@ from tests.ray_cluster import LocalRayCluster
 def ray_cluster() -> Iterator[LocalRayCluster]:
     """One local Ray cluster for the whole session, on loopback, stopped by pid at the end."""
     cluster = LocalRayCluster()
-    cluster.start(num_cpus=4)
+    cluster.start(num_cpus=4, resources={"slot": 4})
     try:
         yield cluster
     finally:

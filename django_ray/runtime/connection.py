@@ -19,6 +19,20 @@ LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _lock = threading.Lock()
 
 
+def merge_runtime_env(
+    base: Mapping[str, Any], override: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """A task's runtime_env over the global one: its keys replace the global ones,
+    except ``env_vars``, which are merged name by name (the task's win)."""
+    merged = dict(base)
+    for key, value in (override or {}).items():
+        if key == "env_vars":
+            merged["env_vars"] = {**(base.get("env_vars") or {}), **value}
+        else:
+            merged[key] = value
+    return merged
+
+
 def worker_runtime_env(runtime_env: Mapping[str, Any]) -> dict[str, Any]:
     """``RAY_RUNTIME_ENV`` plus what every Ray worker needs to set Django up.
 

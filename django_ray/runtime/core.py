@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
+from django_ray.runtime.connection import merge_runtime_env, worker_runtime_env
 from django_ray.runtime.execute import run_job
 from django_ray.runtime.job import Job, Outcome
+from django_ray.tasks import RAY_OPTIONS
 
 logger = logging.getLogger("django_ray.runtime")
 
@@ -22,10 +25,11 @@ class RayCoreDispatcher:
 
     runner = "ray_core"
 
-    def __init__(self) -> None:
+    def __init__(self, runtime_env: Mapping[str, Any] | None = None) -> None:
         import ray
 
         self._ray = ray
+        self._runtime_env = dict(runtime_env or {})
         self._remote = ray.remote(max_retries=0, retry_exceptions=False)(run_job)
         self._in_flight: dict[Any, Job] = {}
 
@@ -35,9 +39,24 @@ class RayCoreDispatcher:
 
     def submit(self, job: Job) -> str:
         """Start the job on Ray; returns the Ray task id (the row's handle)."""
-        ref = self._remote.remote(job)
+        remote = self._remote
+        options = self.ray_options(job.options)
+        if options:
+            remote = remote.options(**options)
+        ref = remote.remote(job)
         self._in_flight[ref] = job
         return str(ref.task_id().hex())
+
+    def ray_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The task's Ray options, with its runtime_env merged over the global one."""
+        ray_options = {name: options[name] for name in RAY_OPTIONS if name in options}
+        if "resources" in ray_options:
+            ray_options["resources"] = dict(ray_options["resources"])
+        if "runtime_env" in ray_options:
+            ray_options["runtime_env"] = worker_runtime_env(
+                merge_runtime_env(self._runtime_env, ray_options["runtime_env"])
+            )
+        return ray_options
 
     def wait(self, timeout: float) -> list[Outcome]:
         """Outcomes of every job finished by now, waiting up to ``timeout`` for the first."""
@@ -58,5 +77,5 @@ class RayCoreDispatcher:
             logger.warning(
                 "Ray lost attempt %s of execution %s: %s", job.attempt, job.execution_id, exc
             )
-            return Outcome.failure(job, exc)
+            return Outcome.failure(job, exc, lost=True)
         return outcome

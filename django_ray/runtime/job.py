@@ -22,6 +22,8 @@ class Job:
     enqueued_at: datetime | None = None
     started_at: datetime | None = None
     worker_ids: list[str] = field(default_factory=list)
+    options: dict[str, Any] = field(default_factory=dict)
+    claim_token: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -32,14 +34,25 @@ class Outcome:
     attempt: int
     value: Any = None
     error: dict[str, Any] | None = None
+    # The attempt was lost to infrastructure (Ray worker or node died, job
+    # killed) rather than failed by the task's own code.
+    lost: bool = False
+    # The attempt recorded itself in the database (a Ray Job's entrypoint does);
+    # the worker only reads what was recorded.
+    recorded: bool = False
 
     @property
     def succeeded(self) -> bool:
         return self.error is None
 
     @classmethod
-    def failure(cls, job: Job, exc: BaseException) -> Outcome:
-        return cls(execution_id=job.execution_id, attempt=job.attempt, error=describe_error(exc))
+    def failure(cls, job: Job, exc: BaseException, *, lost: bool = False) -> Outcome:
+        return cls(
+            execution_id=job.execution_id,
+            attempt=job.attempt,
+            error=describe_error(exc),
+            lost=lost,
+        )
 
 
 def class_path(kind: type) -> str:

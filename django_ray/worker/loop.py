@@ -146,4 +146,6 @@ def job_for(row: TaskExecution) -> Job:
         enqueued_at=row.enqueued_at,
         started_at=row.started_at,
         worker_ids=list(row.worker_ids),
+        options=dict(row.options),
+        claim_token=str(row.claim_token),
     )

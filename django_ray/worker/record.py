@@ -1,4 +1,8 @@
-"""Applying outcomes to rows: fenced by attempt and claim token, committed before anyone is told."""
+"""Applying outcomes to rows: fenced by attempt and claim token, committed before anyone is told.
+
+``apply_outcome`` is the one place an outcome becomes a state: the worker uses
+it for Ray Core results, a Ray Job's entrypoint for its own result.
+"""
 
 from __future__ import annotations
 
@@ -12,12 +16,37 @@ from django.tasks.signals import task_finished
 from django.utils import timezone
 
 from django_ray.backends import RayTaskBackend, to_task_result
+from django_ray.conf import get_settings
 from django_ray.models import State, TaskExecution
 from django_ray.registry import resolve_task
+from django_ray.retry import Retry, RetryPolicy, decide
 from django_ray.runtime.job import Outcome
 from django_ray.signals import execution_finished
 
 logger = logging.getLogger("django_ray.worker")
+
+
+def apply_outcome(row: TaskExecution, outcome: Outcome, now: datetime) -> bool:
+    """Record one attempt's outcome on its row; a failure goes through the retry policy.
+
+    Returns False, changing nothing, when the attempt no longer owns the row.
+    The in-memory row is updated to what was written.
+    """
+    if outcome.succeeded:
+        owned = row.record_success(value=outcome.value, finished_at=now)
+        row.state, row.result_data, row.finished_at = State.SUCCESSFUL, outcome.value, now
+        return owned
+    assert outcome.error is not None
+    policy = RetryPolicy.for_task(get_settings(), row.options)
+    decision = decide(row.attempt, outcome.error, policy, now)
+    if isinstance(decision, Retry):
+        owned = row.record_retry(error=outcome.error, run_after=decision.at, lost=outcome.lost)
+        row.state, row.run_after = State.READY, decision.at
+    else:
+        owned = row.record_failure(error=outcome.error, finished_at=now, lost=outcome.lost)
+        row.state, row.finished_at = State.FAILED, now
+    row.errors = [*row.errors, {**outcome.error, "attempt": row.attempt}]
+    return owned
 
 
 def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcome]) -> None:
@@ -27,11 +56,13 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
     that raises can neither undo nor change a recorded outcome.
     """
     recorded: list[tuple[TaskExecution, Outcome]] = []
-    finished_at = timezone.now()
+    now = timezone.now()
     with transaction.atomic():
         for outcome in outcomes:
             row = running.pop(outcome.execution_id)
-            if _apply(row, outcome, finished_at):
+            if outcome.recorded:
+                recorded.append((_reload(row), outcome))
+            elif apply_outcome(row, outcome, now):
                 recorded.append((row, outcome))
             else:
                 logger.warning(
@@ -41,24 +72,25 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
                     row.attempt,
                 )
     for row, outcome in recorded:
-        _announce(row, outcome)
+        announce(row, outcome)
 
 
-def _apply(row: TaskExecution, outcome: Outcome, finished_at: datetime) -> bool:
-    if outcome.succeeded:
-        owned = row.record_success(value=outcome.value, finished_at=finished_at)
-        row.state, row.result_data = State.SUCCESSFUL, outcome.value
-    else:
-        assert outcome.error is not None
-        owned = row.record_failure(error=outcome.error, finished_at=finished_at)
-        row.state = State.FAILED
-        row.errors = [*row.errors, {**outcome.error, "attempt": row.attempt}]
-    row.finished_at = finished_at
-    return owned
+def _reload(row: TaskExecution) -> TaskExecution:
+    attempt = row.attempt
+    row.refresh_from_db()
+    row.attempt = attempt  # the attempt that ended, even if a retry was claimed since
+    return row
 
 
-def _announce(row: TaskExecution, outcome: Outcome) -> None:
-    execution_finished.send_robust(TaskExecution, execution=row, outcome=outcome)
+def announce(row: TaskExecution, outcome: Outcome) -> None:
+    """Tell receivers about a committed outcome; their errors are logged, never raised."""
+    for _receiver, error in execution_finished.send_robust(
+        TaskExecution, execution=row, outcome=outcome
+    ):
+        if isinstance(error, Exception):
+            logger.error("A receiver of execution_finished failed: %r", error)
+    if row.state == State.READY:
+        return  # a retry is coming: Django's task_finished is for the end
     try:
         task = resolve_task(row.task_path)
     except InvalidTask:

@@ -112,3 +112,58 @@ def test_concurrency_bounds_what_is_in_flight():
     assert len(dispatcher.submitted) == 7
     assert dispatcher.peak_in_flight == 3
     assert TaskExecution.objects.filter(state="SUCCESSFUL").count() == 7
+
+
+def test_a_failing_task_is_retried_until_it_succeeds(tmp_path):
+    result = tasks.fail_until.enqueue(str(tmp_path), 3)
+
+    drain()
+
+    done = default_task_backend.get_result(result.id)
+    assert (done.status, done.return_value, done.attempts) == (TaskResultStatus.SUCCESSFUL, 3, 3)
+    assert [e.exception_class_path for e in done.errors] == ["builtins.ConnectionError"] * 2
+    row = TaskExecution.objects.get(pk=result.id)
+    assert [e["message"] for e in row.errors] == ["run 1 of 3", "run 2 of 3"]
+    assert [e["attempt"] for e in row.errors] == [1, 2]
+
+
+def test_max_task_attempts_bounds_the_retries(settings):
+    settings.DJANGO_RAY = {
+        **settings.DJANGO_RAY,
+        "MAX_TASK_ATTEMPTS": 3,
+        "RETRY_BACKOFF_SECONDS": 0,
+    }
+    result = tasks.always_fail.enqueue("again")
+
+    worker = drain()
+
+    failed = default_task_backend.get_result(result.id)
+    assert (failed.status, failed.attempts) == (TaskResultStatus.FAILED, 3)
+    assert failed.worker_ids == [worker.worker_id] * 3
+    assert len(failed.errors) == 3
+    assert failed.last_attempted_at >= failed.started_at
+
+
+def test_a_retry_waits_for_its_backoff(settings):
+    settings.DJANGO_RAY = {**settings.DJANGO_RAY, "RETRY_BACKOFF_SECONDS": 30}
+    result = tasks.always_fail.enqueue("later")
+
+    drain()
+
+    row = TaskExecution.objects.get(pk=result.id)
+    assert (row.state, row.attempt, row.claim_token, row.worker) == ("READY", 1, None, "")
+    assert (row.run_after - row.last_attempted_at).total_seconds() == pytest.approx(30, abs=1)
+
+
+def test_a_denylisted_error_is_not_retried(settings):
+    settings.DJANGO_RAY = {
+        **settings.DJANGO_RAY,
+        "RETRY_BACKOFF_SECONDS": 0,
+        "RETRY_EXCEPTION_DENYLIST": ["builtins.ValueError"],
+    }
+    result = tasks.always_fail.enqueue("final")
+
+    drain()
+
+    failed = default_task_backend.get_result(result.id)
+    assert (failed.status, failed.attempts) == (TaskResultStatus.FAILED, 1)

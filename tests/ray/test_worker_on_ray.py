@@ -99,14 +99,32 @@ def test_the_worker_logs_its_start_and_each_outcome(ray_cluster, ray_connection,
     assert outcome_lines[1].endswith("(attempt 1): builtins.ValueError: nope")
 
 
-def test_a_dead_ray_worker_fails_the_attempt_and_ray_does_not_retry_it(
+def test_a_dead_ray_worker_is_a_lost_attempt_retried_by_policy_not_by_ray(
     ray_cluster, ray_connection, tmp_path
 ):
-    result = tasks.crash_worker.enqueue(str(tmp_path))
+    result = tasks.crash_worker.enqueue(str(tmp_path))  # max_attempts=2
 
     run_worker(ray_cluster)
 
     row = TaskExecution.objects.get(pk=result.id)
-    assert (row.state, row.attempt) == ("FAILED", 1)
-    assert row.errors[0]["exception_class_path"] == "ray.exceptions.WorkerCrashedError"
-    assert len(list((tmp_path / "crash").iterdir())) == 1
+    assert (row.state, row.attempt, row.lost_attempts) == ("FAILED", 2, 2)
+    assert [e["exception_class_path"] for e in row.errors] == [
+        "ray.exceptions.WorkerCrashedError"
+    ] * 2
+    assert len(list((tmp_path / "crash").iterdir())) == 2
+
+
+def test_task_options_reach_ray(ray_cluster, ray_connection, settings):
+    settings.DJANGO_RAY = {
+        **settings.DJANGO_RAY,
+        "RAY_RUNTIME_ENV": {"env_vars": {"DJANGO_RAY_GLOBAL": "global", "DJANGO_RAY_PROBE": "g"}},
+    }
+    result = tasks.ray_view.enqueue()
+
+    run_worker(ray_cluster)
+
+    assert default_task_backend.get_result(result.id).return_value == {
+        "resources": {"CPU": 2.0, "slot": 1.0},
+        "probe": "task",
+        "global": "global",
+    }

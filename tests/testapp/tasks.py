@@ -32,9 +32,24 @@ async def async_add(a: int, b: int) -> int:
     return a + b
 
 
-@task
+@task(max_attempts=1)
 def fail(message: str) -> None:
     raise ValueError(message)
+
+
+@task
+def always_fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@task(max_attempts=5, retry_backoff_seconds=0)
+def fail_until(directory: str, attempts: int) -> int:
+    """Fail until this is the ``attempts``-th execution; count executions in files."""
+    mark_execution.call(directory, "runs")
+    runs = len(os.listdir(Path(directory) / "runs"))
+    if runs < attempts:
+        raise ConnectionError(f"run {runs} of {attempts}")
+    return runs
 
 
 @task
@@ -69,8 +84,21 @@ def whoami(context: TaskContext) -> dict[str, object]:
 not_a_task = os.path.join
 
 
-@task
+@task(max_attempts=2, retry_backoff_seconds=0)
 def crash_worker(directory: str) -> None:
     """Kill the process running the task, as an out-of-memory kill or a segfault would."""
     mark_execution.call(directory, "crash")
     os._exit(1)
+
+
+@task(num_cpus=2, resources={"slot": 1}, runtime_env={"env_vars": {"DJANGO_RAY_PROBE": "task"}})
+def ray_view() -> dict[str, object]:
+    """What Ray gave this task: its resources and its environment."""
+    import ray
+
+    assigned = ray.get_runtime_context().get_assigned_resources()
+    return {
+        "resources": {name: assigned[name] for name in sorted(assigned) if name != "memory"},
+        "probe": os.environ.get("DJANGO_RAY_PROBE"),
+        "global": os.environ.get("DJANGO_RAY_GLOBAL"),
+    }

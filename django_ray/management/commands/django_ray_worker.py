@@ -93,7 +93,7 @@ class Command(BaseCommand):
                 ray_address=address,
                 burst=options["burst"],
             ),
-            RayCoreDispatcher(),
+            RayCoreDispatcher(settings.ray_runtime_env),
         )
         stop = threading.Event()
         signal.signal(signal.SIGTERM, lambda *_: stop.set())

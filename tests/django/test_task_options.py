@@ -1,0 +1,55 @@
+"""Per-task Ray options and retry overrides: declared with @task, overridden with using()."""
+
+import pytest
+from django.tasks import task
+from django.tasks.exceptions import InvalidTask
+
+from django_ray.models import TaskExecution
+from django_ray.tasks import RayTask
+from tests.testapp import tasks
+
+pytestmark = pytest.mark.django_db
+
+
+def test_the_backend_declares_ray_tasks():
+    assert isinstance(tasks.add, RayTask)
+
+
+def test_declared_options_are_stored_on_the_row():
+    tasks.fail.enqueue("x")
+
+    assert TaskExecution.objects.get().options == {"max_attempts": 1}
+
+
+def test_using_overrides_options_per_call_and_keeps_the_declaration():
+    tasks.add.using(num_cpus=2, resources={"special": 1}, priority=3).enqueue(1, 2)
+
+    row = TaskExecution.objects.get()
+    assert (row.options, row.priority) == ({"num_cpus": 2, "resources": {"special": 1}}, 3)
+    assert tasks.add.num_cpus is None
+
+
+def test_an_unknown_option_is_refused_naming_the_valid_ones():
+    with pytest.raises(InvalidTask) as caught:
+        tasks.add.using(num_cpu=2)
+
+    assert str(caught.value) == (
+        "Task tests.testapp.tasks.add: unknown option(s) num_cpu; options are num_cpus, "
+        "num_gpus, memory, resources, runtime_env, max_calls, max_attempts, "
+        "retry_backoff_seconds."
+    )
+
+
+def test_invalid_option_values_are_refused_at_declaration():
+    with pytest.raises(InvalidTask) as caught:
+        task(num_cpus=-1, max_attempts=0, resources={"x": "many"})(_module_level_function)
+
+    assert str(caught.value) == (
+        "Task tests.django.test_task_options._module_level_function: "
+        "num_cpus must be a number >= 0; got -1; max_attempts must be an integer >= 1; got 0; "
+        "resources must map names to numbers >= 0; got {'x': 'many'}."
+    )
+
+
+def _module_level_function():
+    return None
