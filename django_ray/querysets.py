@@ -72,7 +72,7 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
         )
 
     def owned_by(
-        self, pk: Any, attempt: int, claim_token: uuid.UUID | None
+        self, pk: Any, attempt: int, claim_token: uuid.UUID | str | None
     ) -> TaskExecutionQuerySet:
         """The row, only while this attempt still owns it (the fence for every outcome)."""
         return self.filter(pk=pk, attempt=attempt, claim_token=claim_token, state=State.RUNNING)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,6 +21,8 @@ os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_AUTH_MODE"] = "disabled"
 
 from tests.ray_cluster import LocalRayCluster
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +57,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped and session.exitstatus == 0:
         print(f"\nCI=true: {skipped} test(s) skipped; nothing may skip in CI.")
         session.exitstatus = 1
+
+
+@pytest.fixture
+def jobs_settings(settings, ray_cluster):
+    """Settings under which a Ray Job's entrypoint finds this code and the test database."""
+    from django.db import connection
+
+    database = connection.settings_dict
+    env_vars = {
+        "PYTHONPATH": str(ROOT),
+        "RAY_AUTH_MODE": os.environ["RAY_AUTH_MODE"],
+        "DJANGO_RAY_TEST_DATABASE": os.environ.get("DJANGO_RAY_TEST_DATABASE", "postgres"),
+    }
+    if database["ENGINE"].endswith("sqlite3"):
+        env_vars["DJANGO_RAY_TEST_SQLITE_PATH"] = str(database["NAME"])
+    else:
+        env_vars["DJANGO_RAY_TEST_PG_NAME"] = database["NAME"]
+    settings.DJANGO_RAY = {**settings.DJANGO_RAY, "RAY_RUNTIME_ENV": {"env_vars": env_vars}}
+    return settings

@@ -48,7 +48,7 @@ def worker_runtime_env(runtime_env: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def connect(address: str | None, runtime_env: Mapping[str, Any]) -> str:
+def connect(address: str | None, runtime_env: Mapping[str, Any], *, dashboard: bool = False) -> str:
     """Connect this process to Ray once, and return a description of where.
 
     ``None`` starts a local Ray inside this process (the embedded default);
@@ -78,7 +78,31 @@ def connect(address: str | None, runtime_env: Mapping[str, Any]) -> str:
             "logging_level": logging.WARNING,
         }
         if kind == "local":
-            ray.init(address="local", include_dashboard=False, **options)
+            ray.init(address="local", include_dashboard=dashboard, **options)
         else:
             ray.init(address=address, **options)
         return address or "local"
+
+
+def jobs_api_url(address: str | None, runtime_env: Mapping[str, Any]) -> tuple[str, bool]:
+    """The Jobs API (dashboard) URL for ``address``, and whether Ray runs in this process.
+
+    An ``http(s)://`` address is the Jobs API itself. Any other form is joined
+    (or, unset, started here with its dashboard) and the cluster's own
+    dashboard address is used.
+    """
+    if classify_ray_address(address) == "jobs":
+        assert address is not None
+        return address.rstrip("/"), False
+    connect(address, runtime_env, dashboard=True)
+    from ray._private.worker import get_dashboard_url  # no public accessor in Ray 2.60
+
+    url = get_dashboard_url()
+    if not url:
+        raise ImproperlyConfigured(
+            f"The Ray cluster at RAY_ADDRESS={address!r} runs no dashboard, so it has no "
+            "Jobs API; start it with a dashboard or pass the Jobs API address (http://host:port)."
+        )
+    if "://" not in url:
+        url = f"http://{url}"
+    return url, address is None

@@ -44,15 +44,17 @@ class Lease:
         )
         self._next_heartbeat = time.monotonic() + self.options.heartbeat_seconds
 
-    def heartbeat_if_due(self) -> None:
+    def heartbeat_if_due(self) -> bool:
+        """Extend the lease if a heartbeat is due; True if it was."""
         if time.monotonic() < self._next_heartbeat:
-            return
+            return False
         now = timezone.now()
         WorkerLease.objects.filter(pk=self.worker_id).update(
             heartbeat_at=now,
             lease_expires_at=now + timedelta(seconds=self.options.lease_seconds),
         )
         self._next_heartbeat = time.monotonic() + self.options.heartbeat_seconds
+        return True
 
     def release(self) -> None:
         """Mark the lease stopped and expired, so nobody waits for it to time out."""

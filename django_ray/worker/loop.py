@@ -10,10 +10,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from django.utils import timezone
+
 from django_ray.models import TaskExecution
 from django_ray.runtime.job import Job, Outcome
 from django_ray.worker.leases import Lease
-from django_ray.worker.record import record_outcomes
+from django_ray.worker.record import announce_started, record_outcomes
 
 logger = logging.getLogger("django_ray.worker")
 
@@ -74,16 +76,40 @@ class Worker:
 
     def tick(self) -> Tick:
         """Heartbeat when due, record what finished, claim up to the free slots and submit."""
-        self.lease.heartbeat_if_due()
+        self.heartbeat_if_due()
         recorded = self.collect(timeout=0)
         claimed = self.claim_and_submit()
         return Tick(recorded=recorded, claimed=claimed)
+
+    def heartbeat_if_due(self) -> None:
+        """Extend the lease, and mark the rows in flight as monitored by this worker."""
+        if not self.lease.heartbeat_if_due():
+            return
+        if self._running:
+            TaskExecution.objects.running().filter(
+                pk__in=list(self._running), worker=self.worker_id
+            ).update(monitor_heartbeat_at=timezone.now())
 
     def collect(self, timeout: float) -> int:
         outcomes = self.dispatcher.wait(timeout)
         if outcomes:
             record_outcomes(self._running, outcomes)
+        self.report_ray_status()
         return len(outcomes)
+
+    def report_ray_status(self) -> None:
+        """Copy what Ray says of attempts in flight (e.g. PENDING on resources) to their rows."""
+        statuses: dict[str, str] = getattr(self.dispatcher, "statuses", {})
+        changed: dict[str, list[str]] = {}
+        for execution_id, status in statuses.items():
+            row = self._running.get(execution_id)
+            if row is not None and row.ray_status != status:
+                row.ray_status = status
+                changed.setdefault(status, []).append(execution_id)
+        for status, ids in changed.items():
+            TaskExecution.objects.running().filter(pk__in=ids, worker=self.worker_id).update(
+                ray_status=status
+            )
 
     def claim_and_submit(self) -> int:
         free = self.options.concurrency - self.in_flight
@@ -99,6 +125,7 @@ class Worker:
             row.ray_handle = self.dispatcher.submit(job_for(row))
         if rows:
             TaskExecution.objects.bulk_update(rows, ["ray_handle"])
+            announce_started(rows)
         return len(rows)
 
     def run(self, stop: threading.Event | None = None) -> None:
@@ -130,7 +157,7 @@ class Worker:
     def drain(self) -> None:
         """Wait for every submitted attempt to finish and record it."""
         while self.in_flight:
-            self.lease.heartbeat_if_due()
+            self.heartbeat_if_due()
             self.collect(timeout=self.options.busy_wait_seconds)
 
 

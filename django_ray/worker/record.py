@@ -6,13 +6,14 @@ it for Ray Core results, a Ray Job's entrypoint for its own result.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable
 from datetime import datetime
 
 from django.db import transaction
 from django.tasks.exceptions import InvalidTask
-from django.tasks.signals import task_finished
+from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
 
 from django_ray.backends import RayTaskBackend, to_task_result
@@ -21,6 +22,7 @@ from django_ray.models import State, TaskExecution
 from django_ray.registry import resolve_task
 from django_ray.retry import Retry, RetryPolicy, decide
 from django_ray.runtime.job import Outcome
+from django_ray.runtime.jobs import RayJobEndedWithoutOutcome, job_error
 from django_ray.signals import execution_finished
 
 logger = logging.getLogger("django_ray.worker")
@@ -61,6 +63,8 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
         for outcome in outcomes:
             row = running.pop(outcome.execution_id)
             if outcome.recorded:
+                outcome = _unless_recorded(row, outcome)
+            if outcome.recorded:
                 recorded.append((_reload(row), outcome))
             elif apply_outcome(row, outcome, now):
                 recorded.append((row, outcome))
@@ -75,11 +79,32 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
         announce(row, outcome)
 
 
+def _unless_recorded(row: TaskExecution, outcome: Outcome) -> Outcome:
+    """A job said it ended: if its attempt still owns the row, nothing was recorded,
+    so its end becomes the outcome (the job's error, or a job that succeeded silently)."""
+    if not TaskExecution.objects.owned_by(row.pk, row.attempt, row.claim_token).exists():
+        return outcome
+    error = outcome.error or job_error(
+        RayJobEndedWithoutOutcome, f"Ray job {row.ray_handle} ended without an outcome", ""
+    )
+    return dataclasses.replace(outcome, error=error, recorded=False, lost=True)
+
+
 def _reload(row: TaskExecution) -> TaskExecution:
     attempt = row.attempt
     row.refresh_from_db()
     row.attempt = attempt  # the attempt that ended, even if a retry was claimed since
     return row
+
+
+def announce_started(rows: Iterable[TaskExecution]) -> None:
+    """Django's ``task_started``, once the claim is committed and the attempts submitted."""
+    for row in rows:
+        try:
+            task = resolve_task(row.task_path)
+        except InvalidTask:
+            continue  # it will fail on Ray with the reason; no Task to describe here
+        task_started.send_robust(RayTaskBackend, task_result=to_task_result(row, task))
 
 
 def announce(row: TaskExecution, outcome: Outcome) -> None:

@@ -1,18 +1,19 @@
 """Argument handling of django_ray_worker that is settled before Ray is touched."""
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
 
 pytestmark = pytest.mark.django_db
 
 
-def test_ray_job_mode_says_it_is_not_implemented_yet():
-    with pytest.raises(CommandError) as caught:
-        call_command("django_ray_worker", "--ray-job", "--burst")
+def test_ray_core_refuses_a_jobs_api_address():
+    with pytest.raises(ImproperlyConfigured) as caught:
+        call_command("django_ray_worker", "--ray-core", "--address", "http://127.0.0.1:8265")
 
     assert str(caught.value) == (
-        "The ray_job runner is not implemented yet; run with --ray-core "
-        "(or set DJANGO_RAY['RUNNER'] = 'ray_core')."
+        "RAY_ADDRESS='http://127.0.0.1:8265' is a Ray Jobs API address; the ray_core runner "
+        "needs a cluster address: 'auto', 'host:port' or 'ray://host:port'."
     )
 
 

@@ -102,3 +102,13 @@ def ray_view() -> dict[str, object]:
         "probe": os.environ.get("DJANGO_RAY_PROBE"),
         "global": os.environ.get("DJANGO_RAY_GLOBAL"),
     }
+
+
+@task(max_attempts=2, retry_backoff_seconds=0)
+def slow_first_time(directory: str, seconds: float) -> int:
+    """Sleep on the first execution only; return how many executions there were."""
+    mark_execution.call(directory, "slow")
+    runs = len(os.listdir(Path(directory) / "slow"))
+    if runs == 1:
+        time.sleep(seconds)
+    return runs

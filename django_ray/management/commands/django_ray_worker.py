@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.tasks import task_backends
 
 from django_ray.conf import get_settings
-from django_ray.worker.loop import Worker, WorkerOptions
+from django_ray.worker.loop import Dispatcher, Worker, WorkerOptions
 
 
 class Command(BaseCommand):
@@ -68,21 +68,12 @@ class Command(BaseCommand):
             raise CommandError(f"--concurrency must be at least 1; got {concurrency}.")
         runner = options["runner"] or settings.runner
         address = options["address"] or settings.ray_address
-        if runner == "ray_job":
-            raise CommandError(
-                "The ray_job runner is not implemented yet; run with --ray-core "
-                "(or set DJANGO_RAY['RUNNER'] = 'ray_core')."
-            )
         unknown = sorted(set(queues) - backend.queues) if backend.queues else []
         if unknown:
             raise CommandError(
                 f"Queue(s) {', '.join(unknown)} are not in TASKS[{options['backend']!r}]['QUEUES'] "
                 f"({', '.join(sorted(backend.queues))})."
             )
-        from django_ray.runtime.connection import connect
-        from django_ray.runtime.core import RayCoreDispatcher
-
-        connect(address, settings.ray_runtime_env)
         worker = Worker(
             WorkerOptions(
                 queues=tuple(queues),
@@ -93,11 +84,29 @@ class Command(BaseCommand):
                 ray_address=address,
                 burst=options["burst"],
             ),
-            RayCoreDispatcher(settings.ray_runtime_env),
+            _dispatcher(runner, address, settings.ray_runtime_env),
         )
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
         worker.run(stop)
+
+
+def _dispatcher(runner: str, address: str | None, runtime_env: Any) -> Dispatcher:
+    """Connect to Ray the way the runner needs and build its dispatcher."""
+    from django_ray.runtime import connection
+
+    if runner == "ray_job":
+        from django_ray.runtime.jobs import RayJobDispatcher
+
+        url, local = connection.jobs_api_url(address, runtime_env)
+        if local:
+            return RayJobDispatcher.for_local_cluster(url, runtime_env)
+        return RayJobDispatcher(url, runtime_env)
+    from django_ray.runtime.core import RayCoreDispatcher
+
+    connection.connect(address, runtime_env)
+    return RayCoreDispatcher(runtime_env)
 
 
 def _queues(given: list[str] | None, configured: set[str]) -> list[str]:

@@ -1,0 +1,50 @@
+"""Entrypoint of a Ray Job: ``python -m django_ray.runtime.job_entrypoint ID ATTEMPT TOKEN``.
+
+Sets Django up, checks that this attempt still owns the row, runs the task and
+records the outcome itself (fenced by attempt and claim token), so the outcome
+lands even if the worker that submitted the job is gone.
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print(
+            "usage: python -m django_ray.runtime.job_entrypoint ID ATTEMPT TOKEN", file=sys.stderr
+        )
+        return 2
+    execution_id, attempt, claim_token = argv[0], int(argv[1]), argv[2]
+
+    from django_ray.runtime.execute import ensure_django, run_job
+
+    ensure_django()
+    from django.db import transaction
+    from django.utils import timezone
+
+    from django_ray.models import TaskExecution
+    from django_ray.worker.loop import job_for
+    from django_ray.worker.record import apply_outcome
+
+    row = TaskExecution.objects.owned_by(execution_id, attempt, claim_token).first()
+    if row is None:
+        print(f"Attempt {attempt} of {execution_id} no longer owns its row; nothing runs.")
+        return 0
+    print(f"Running {row.task_path} [{execution_id}] attempt {attempt}", flush=True)
+    outcome = run_job(job_for(row))
+    with transaction.atomic():
+        owned = apply_outcome(row, outcome, timezone.now())
+    if not owned:
+        print("The row was taken over while the task ran; this outcome was not recorded.")
+    elif outcome.error:
+        print(outcome.error["traceback"], file=sys.stderr)
+        print(f"Recorded: {row.state} ({outcome.error['exception_class_path']})")
+    else:
+        print(f"Recorded: {row.state}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,165 @@
+"""The ``ray_job`` dispatcher: one Ray Job per attempt, through one Jobs API client.
+
+The job's entrypoint (``django_ray.runtime.job_entrypoint``) records its own
+outcome in the database, so a job that ends after its worker died still lands.
+The worker polls job statuses in one request per poll and only records what a
+job could not: an end (FAILED, STOPPED) without an outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from django_ray.runtime.connection import merge_runtime_env, worker_runtime_env
+from django_ray.runtime.job import Job, Outcome, class_path
+
+logger = logging.getLogger("django_ray.runtime")
+
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+LOG_TAIL_CHARS = 4000
+
+
+class RayJobFailed(Exception):
+    """A Ray Job ended FAILED without recording an outcome (driver crash, OOM kill...)."""
+
+
+class RayJobStopped(RayJobFailed):
+    """A Ray Job was stopped (from the dashboard, the CLI or a cancel) before recording."""
+
+
+class RayJobEndedWithoutOutcome(RayJobFailed):
+    """A Ray Job ended SUCCEEDED but its attempt still owns the row: nothing was recorded."""
+
+
+def submission_id(execution_id: str, attempt: int) -> str:
+    """One id per attempt: resubmitting the same attempt finds the same job."""
+    return f"django-ray-{execution_id}-{attempt}"
+
+
+class RayJobDispatcher:
+    """Submits each attempt as a Ray Job and reports the jobs that ended."""
+
+    runner = "ray_job"
+
+    def __init__(
+        self,
+        dashboard_url: str,
+        runtime_env: Mapping[str, Any] | None = None,
+        *,
+        python: str = "python",
+        poll_seconds: float = 0.5,
+    ) -> None:
+        from ray.job_submission import JobSubmissionClient
+
+        self.dashboard_url = dashboard_url
+        self._client = JobSubmissionClient(dashboard_url)
+        self._runtime_env = dict(runtime_env or {})
+        self._python = python
+        self._poll_seconds = poll_seconds
+        self._next_poll = 0.0
+        self._in_flight: dict[str, Job] = {}
+        self.statuses: dict[str, str] = {}
+
+    @classmethod
+    def for_local_cluster(cls, dashboard_url: str, runtime_env: Mapping[str, Any]) -> Any:
+        """Jobs on a Ray started by this process run this interpreter, not PATH's python."""
+        return cls(dashboard_url, runtime_env, python=shlex.quote(sys.executable))
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    def entrypoint(self, job: Job) -> str:
+        return (
+            f"{self._python} -m django_ray.runtime.job_entrypoint "
+            f"{job.execution_id} {job.attempt} {job.claim_token}"
+        )
+
+    def submit(self, job: Job) -> str:
+        """Submit the attempt's job, or adopt it if this attempt was submitted before."""
+        sid = submission_id(job.execution_id, job.attempt)
+        options = job.options
+        try:
+            self._client.submit_job(
+                entrypoint=self.entrypoint(job),
+                submission_id=sid,
+                runtime_env=worker_runtime_env(
+                    merge_runtime_env(self._runtime_env, options.get("runtime_env"))
+                ),
+                metadata={"django_ray_task": job.task_path, "django_ray_attempt": str(job.attempt)},
+                entrypoint_num_cpus=options.get("num_cpus"),
+                entrypoint_num_gpus=options.get("num_gpus"),
+                entrypoint_memory=options.get("memory"),
+                entrypoint_resources=dict(options["resources"]) if "resources" in options else None,
+            )
+        except RuntimeError as exc:
+            if "already exists" not in str(exc):
+                raise
+            logger.info("Ray job %s already exists; monitoring it instead of resubmitting", sid)
+        self._in_flight[sid] = job
+        return sid
+
+    def wait(self, timeout: float) -> list[Outcome]:
+        """Outcomes of jobs that ended, polling the Jobs API at most every ``poll_seconds``."""
+        if not self._in_flight:
+            return []
+        delay = self._next_poll - time.monotonic()
+        if delay > timeout:
+            time.sleep(timeout)
+            return []
+        time.sleep(max(delay, 0))
+        self._next_poll = time.monotonic() + self._poll_seconds
+        return self.poll()
+
+    def poll(self) -> list[Outcome]:
+        details = {job.submission_id: job for job in self._client.list_jobs()}
+        outcomes = []
+        for sid, job in list(self._in_flight.items()):
+            detail = details.get(sid)
+            if detail is None:
+                continue
+            status = str(getattr(detail.status, "value", detail.status))
+            self.statuses[job.execution_id] = status
+            if status in TERMINAL:
+                del self._in_flight[sid]
+                self.statuses.pop(job.execution_id, None)
+                # Ray's message may carry the whole log; its first line says what happened.
+                message = (detail.message or "").strip().splitlines()[:1]
+                outcomes.append(self._ended(sid, job, status, "".join(message)))
+        return outcomes
+
+    def _ended(self, sid: str, job: Job, status: str, message: str) -> Outcome:
+        if status == "SUCCEEDED":
+            return Outcome(execution_id=job.execution_id, attempt=job.attempt, recorded=True)
+        kind = RayJobStopped if status == "STOPPED" else RayJobFailed
+        return Outcome(
+            execution_id=job.execution_id,
+            attempt=job.attempt,
+            error=job_error(kind, f"Ray job {sid} ended {status}: {message}", self._logs(sid)),
+            lost=True,
+            recorded=True,
+        )
+
+    def _logs(self, sid: str) -> str:
+        try:
+            return self._client.get_job_logs(sid)[-LOG_TAIL_CHARS:]
+        except Exception as exc:  # the logs are a courtesy; the status is the fact
+            return f"(logs of {sid} unavailable: {exc})"
+
+    def stop(self, execution_id: str, attempt: int) -> bool:
+        return bool(self._client.stop_job(submission_id(execution_id, attempt)))
+
+
+def job_error(kind: type[Exception], message: str, logs: str) -> dict[str, Any]:
+    """An infrastructure failure as the same error data a task's exception becomes."""
+    return {
+        "exception_class_path": class_path(kind),
+        "exception_bases": [class_path(base) for base in kind.__mro__[1:] if base is not object],
+        "message": message,
+        "traceback": f"Tail of the job's logs:\n{logs}",
+    }
