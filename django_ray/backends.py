@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from django.tasks import Task, TaskResult, TaskResultStatus
 from django.tasks.backends.base import BaseTaskBackend
-from django.tasks.base import TaskError
+from django.tasks.base import TASK_REFRESH_ATTRS, TaskError
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
@@ -78,7 +79,7 @@ def to_task_result(row: TaskExecution, task: Task) -> TaskResult:
             run_after=row.run_after,
             backend=row.backend,
         )
-    result: TaskResult = TaskResult(
+    result = RayTaskResult(
         task=task,
         id=str(row.pk),
         status=TaskResultStatus(row.state),
@@ -96,7 +97,48 @@ def to_task_result(row: TaskExecution, task: Task) -> TaskResult:
             for error in row.errors
         ],
         worker_ids=list(row.worker_ids),
+        result_reference=row.result_reference,
     )
     if row.state == TaskResultStatus.SUCCESSFUL:
         object.__setattr__(result, "_return_value", row.result_data)
     return result
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RayTaskResult(TaskResult):  # type: ignore[misc]  # the stubs miss that TaskResult is frozen
+    """Django's ``TaskResult``; a value stored outside the row loads when first read.
+
+    ``return_value`` of a result kept only as a digest raises an error that
+    says so; a stored payload that is missing or corrupted raises an error
+    naming the execution and the location, never returns a wrong value.
+    """
+
+    result_reference: dict[str, Any] | None = None
+    _loaded: bool = field(init=False, default=False)
+
+    @property
+    def return_value(self) -> Any:
+        if (
+            self.status == TaskResultStatus.SUCCESSFUL
+            and self.result_reference is not None
+            and not self._loaded
+        ):
+            from django_ray.conf import get_settings
+            from django_ray.results import load_result
+
+            value = load_result(
+                self.result_reference, execution_id=self.id, settings=get_settings()
+            )
+            object.__setattr__(self, "_return_value", value)
+            object.__setattr__(self, "_loaded", True)
+        return TaskResult.return_value.fget(self)  # type: ignore[attr-defined]
+
+    def refresh(self) -> None:
+        self._copy_from(self.task.get_backend().get_result(self.id))
+
+    async def arefresh(self) -> None:
+        self._copy_from(await self.task.get_backend().aget_result(self.id))
+
+    def _copy_from(self, fresh: Any) -> None:
+        for attr in (*TASK_REFRESH_ATTRS, "result_reference", "_loaded"):
+            object.__setattr__(self, attr, getattr(fresh, attr))

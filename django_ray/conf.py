@@ -24,6 +24,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from django_ray.results.libraries import missing_library_problem
+
 # Key order is the contract's order; problems are reported in it.
 DEFAULTS: Mapping[str, Any] = MappingProxyType(
     {
@@ -217,6 +219,8 @@ def _cross_problems(values: Mapping[str, Any]) -> dict[str, str]:
             f'must be less than DJANGO_RAY["WORKER_LEASE_SECONDS"] ({lease}); got {heartbeat!r}.'
         )
     backend: str = values.get("RESULT_STORAGE_BACKEND", "")
+    if problem := missing_library_problem(backend):
+        found["RESULT_STORAGE_BACKEND"] = problem
     required = _LOCATION_KEYS.get(backend)
     if required is not None and required in values:
         value = values[required]

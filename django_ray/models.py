@@ -90,14 +90,25 @@ class TaskExecution(models.Model):
             ),
             models.Index("worker", name="django_ray_running_idx", condition=Q(state="RUNNING")),
             models.Index("task_path", "state", name="django_ray_task_state_idx"),
+            models.Index("queue_name", "state", name="django_ray_queue_state_idx"),
+            models.Index(F("enqueued_at").desc(), name="django_ray_enqueued_idx"),
+        ]
+        permissions = [
+            ("retry_taskexecution", "Can retry failed task executions"),
+            ("cancel_taskexecution", "Can cancel task executions"),
         ]
 
     def __str__(self) -> str:
         return f"{self.task_path} [{self.id}] {self.state}"
 
-    def record_success(self, *, value: Any, finished_at: datetime) -> bool:
-        """Record this attempt's return value; False if the attempt no longer owns the row."""
-        return self._finish(State.SUCCESSFUL, finished_at, result_data=value)
+    def record_success(
+        self, *, value: Any, finished_at: datetime, reference: dict[str, Any] | None = None
+    ) -> bool:
+        """Record this attempt's return value (inline, or the pointer to where it is stored);
+        False if the attempt no longer owns the row."""
+        return self._finish(
+            State.SUCCESSFUL, finished_at, result_data=value, result_reference=reference
+        )
 
     def record_failure(
         self, *, error: dict[str, Any], finished_at: datetime, lost: bool = False

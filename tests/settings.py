@@ -9,18 +9,42 @@ SECRET_KEY = "tests-only-not-a-secret"
 USE_TZ = True
 TIME_ZONE = "UTC"
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.contenttypes",
     "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
     "django_ray",
     "tests.testapp",
 ]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _engine = os.environ.get("DJANGO_RAY_TEST_DATABASE", "postgres")
 if _engine == "sqlite":
-    _sqlite = os.environ.get(
-        "DJANGO_RAY_TEST_SQLITE_PATH",
-        os.path.join(tempfile.gettempdir(), "django-ray-tests.sqlite3"),
+    # One file per test process (concurrent runs must not share it); processes
+    # started by the tests (Ray Jobs, workers) are given its path explicitly.
+    _sqlite = os.environ.get("DJANGO_RAY_TEST_SQLITE_PATH") or os.path.join(
+        tempfile.gettempdir(), f"django-ray-tests-{os.getpid()}.sqlite3"
     )
     DATABASES = {
         "default": {
@@ -35,7 +59,8 @@ elif _engine == "postgres":
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
-            "NAME": os.environ.get("DJANGO_RAY_TEST_PG_NAME", "django_ray"),
+            # Per process, like the SQLite file: concurrent runs get their own test database.
+            "NAME": os.environ.get("DJANGO_RAY_TEST_PG_NAME") or f"django_ray_{os.getpid()}",
             "USER": os.environ.get("PGUSER", "postgres"),
             "PASSWORD": os.environ.get("PGPASSWORD", ""),
             "HOST": os.environ.get("PGHOST", "127.0.0.1"),

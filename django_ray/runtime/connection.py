@@ -15,6 +15,8 @@ from django_ray.conf import classify_ray_address
 logger = logging.getLogger("django_ray.runtime")
 
 NAMESPACE = "django_ray"
+# The runtime_env this process's Ray connection was made with (the job-level one).
+connected_runtime_env: dict[str, Any] | None = None
 LOOPBACK_ONLY_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 _lock = threading.Lock()
 
@@ -72,9 +74,11 @@ def connect(address: str | None, runtime_env: Mapping[str, Any], *, dashboard: b
                 f"RAY_ADDRESS={address!r} is a Ray Jobs API address; the ray_core runner "
                 "needs a cluster address: 'auto', 'host:port' or 'ray://host:port'."
             )
+        global connected_runtime_env
+        connected_runtime_env = worker_runtime_env(runtime_env)
         options: dict[str, Any] = {
             "namespace": NAMESPACE,
-            "runtime_env": worker_runtime_env(runtime_env),
+            "runtime_env": connected_runtime_env,
             "logging_level": logging.WARNING,
         }
         if kind == "local":

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from django_ray.runtime import connection
 from django_ray.runtime.connection import merge_runtime_env, worker_runtime_env
 from django_ray.runtime.execute import run_job
 from django_ray.runtime.job import Job, Outcome
@@ -30,6 +31,11 @@ class RayCoreDispatcher:
 
         self._ray = ray
         self._runtime_env = dict(runtime_env or {})
+        # Ray Core applies the runtime_env given at connect time to every task;
+        # only if this dispatcher's differs (settings changed since) does each
+        # call carry its own.
+        own_env = worker_runtime_env(self._runtime_env)
+        self._call_env = None if own_env == connection.connected_runtime_env else own_env
         self._remote = ray.remote(max_retries=0, retry_exceptions=False)(run_job)
         self._in_flight: dict[Any, Job] = {}
 
@@ -56,6 +62,8 @@ class RayCoreDispatcher:
             ray_options["runtime_env"] = worker_runtime_env(
                 merge_runtime_env(self._runtime_env, ray_options["runtime_env"])
             )
+        elif self._call_env is not None:
+            ray_options["runtime_env"] = self._call_env
         return ray_options
 
     def wait(self, timeout: float) -> list[Outcome]:

@@ -31,8 +31,10 @@ def run_job(job: Job) -> Outcome:
     """Run one attempt and return its outcome; task errors are data, never raised to Ray."""
     try:
         ensure_django()
+        from django_ray.conf import get_settings
         from django_ray.payloads import to_json
         from django_ray.registry import resolve_task
+        from django_ray.results import encode_result
 
         task = resolve_task(job.task_path)
         if job.takes_context:
@@ -40,11 +42,21 @@ def run_job(job: Job) -> Outcome:
         else:
             value = task.call(*job.args, **job.kwargs)
         value = to_json(value, task_path=job.task_path, where="the return value")
+        # Large values are written here, where they were produced, so the payload
+        # crosses the network once; a storage failure fails the attempt.
+        stored = encode_result(
+            value, execution_id=job.execution_id, attempt=job.attempt, settings=get_settings()
+        )
     except KeyboardInterrupt:
         raise  # how Ray cancels a task: let Ray see it
     except BaseException as exc:
         return Outcome.failure(job, exc)
-    return Outcome(execution_id=job.execution_id, attempt=job.attempt, value=value)
+    return Outcome(
+        execution_id=job.execution_id,
+        attempt=job.attempt,
+        value=stored.inline,
+        reference=stored.reference,
+    )
 
 
 def _context(job: Job, task: Task) -> TaskContext:

@@ -33,6 +33,8 @@ class Outcome:
     execution_id: str
     attempt: int
     value: Any = None
+    # Where a value too large for the row was stored (see django_ray.results).
+    reference: dict[str, Any] | None = None
     error: dict[str, Any] | None = None
     # The attempt was lost to infrastructure (Ray worker or node died, job
     # killed) rather than failed by the task's own code.

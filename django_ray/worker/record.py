@@ -35,8 +35,11 @@ def apply_outcome(row: TaskExecution, outcome: Outcome, now: datetime) -> bool:
     The in-memory row is updated to what was written.
     """
     if outcome.succeeded:
-        owned = row.record_success(value=outcome.value, finished_at=now)
-        row.state, row.result_data, row.finished_at = State.SUCCESSFUL, outcome.value, now
+        owned = row.record_success(
+            value=outcome.value, reference=outcome.reference, finished_at=now
+        )
+        row.state, row.finished_at = State.SUCCESSFUL, now
+        row.result_data, row.result_reference = outcome.value, outcome.reference
         return owned
     assert outcome.error is not None
     policy = RetryPolicy.for_task(get_settings(), row.options)

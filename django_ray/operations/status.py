@@ -1,0 +1,301 @@
+"""The fleet at a glance: queue depths, worker liveness, work in flight and stuck tasks.
+
+Every query is an aggregate (GROUP BY) or a bounded list, so the report costs
+about the same with a hundred rows as with millions of finished ones: only
+READY and RUNNING rows are read, through their partial indexes, and lists are
+capped. Counting finished rows would read the whole history, so depths are
+given for the two states that are work still to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db.models import Count, F, Min, Q, QuerySet
+from django.db.models.functions import Coalesce, Greatest
+from django.utils import timezone
+
+from django_ray.conf import get_settings
+from django_ray.models import State, TaskExecution, WorkerLease
+from django_ray.operations import count_tasks
+
+ACTIVE_STATES = (State.READY.value, State.RUNNING.value)
+"""The states a queue's depth is counted in."""
+STUCK_TASKS_SHOWN = 20
+"""At most this many stuck tasks are listed; the count covers all of them."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStatus:
+    queue: str
+    counts: dict[str, int]
+    """Rows per state of :data:`ACTIVE_STATES`, every one present."""
+    oldest_ready_age_seconds: int | None
+    """How long the longest-waiting due READY row has been claimable (whole seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerStatus:
+    worker_id: str
+    lease: str
+    """``alive``, ``expired``, or ``missing`` (RUNNING rows name a worker with no lease row)."""
+    in_flight: int
+    hostname: str = ""
+    pid: int | None = None
+    runner: str = ""
+    concurrency: int | None = None
+    heartbeat_at: datetime | None = None
+    stopping: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class StuckTask:
+    id: str
+    task_path: str
+    queue: str
+    worker: str
+    attempt: int
+    monitor_heartbeat_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    checked_at: datetime
+    stuck_task_timeout_seconds: int
+    queues: tuple[QueueStatus, ...]
+    workers_alive: int
+    workers_expired: int
+    workers: tuple[WorkerStatus, ...]
+    """Workers with a live lease, and any other worker that RUNNING rows still name."""
+    stuck_count: int
+    stuck: tuple[StuckTask, ...]
+    """The first :data:`STUCK_TASKS_SHOWN` stuck tasks, longest silent first."""
+
+    @property
+    def attention(self) -> list[str]:
+        """One sentence per thing an operator should look at; empty when all is well."""
+        found = [
+            f"worker {worker.worker_id} holds {count_tasks(worker.in_flight)} RUNNING "
+            f"but its lease is {worker.lease}"
+            for worker in self.workers
+            if worker.lease != "alive" and worker.in_flight
+        ]
+        if self.stuck_count:
+            found.append(
+                f"{count_tasks(self.stuck_count)} stuck: RUNNING with no live worker lease and "
+                f"no monitor heartbeat for {self.stuck_task_timeout_seconds} s"
+            )
+        return found
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (timestamps as ISO 8601 strings)."""
+        return {
+            "checked_at": self.checked_at.isoformat(),
+            "queues": {
+                queue.queue: {
+                    **queue.counts,
+                    "oldest_ready_age_seconds": queue.oldest_ready_age_seconds,
+                }
+                for queue in self.queues
+            },
+            "workers": {"alive": self.workers_alive, "expired": self.workers_expired},
+            "in_flight": [_jsonable(worker) for worker in self.workers],
+            "stuck_tasks": {
+                "count": self.stuck_count,
+                "timeout_seconds": self.stuck_task_timeout_seconds,
+                "shown": [_jsonable(task) for task in self.stuck],
+            },
+            "attention": self.attention,
+        }
+
+
+def collect_status(now: datetime | None = None) -> Status:
+    """Read the report from the database: seven queries, none of them proportional to history."""
+    now = now or timezone.now()
+    timeout = get_settings().stuck_task_timeout_seconds
+    stuck = stuck_tasks(now, timeout)
+    workers_alive, workers_expired = _lease_counts(now)
+    return Status(
+        checked_at=now,
+        stuck_task_timeout_seconds=timeout,
+        queues=_queues(now),
+        workers_alive=workers_alive,
+        workers_expired=workers_expired,
+        workers=_workers(now),
+        stuck_count=stuck.count(),
+        stuck=tuple(
+            StuckTask(
+                id=str(row.pk),
+                task_path=row.task_path,
+                queue=row.queue_name,
+                worker=row.worker,
+                attempt=row.attempt,
+                monitor_heartbeat_at=row.monitor_heartbeat_at,
+            )
+            for row in stuck[:STUCK_TASKS_SHOWN]
+        ),
+    )
+
+
+def stuck_tasks(now: datetime, timeout_seconds: int) -> QuerySet[TaskExecution]:
+    """RUNNING rows with no live worker lease whose monitor has been silent past the timeout."""
+    silent_since = now - timedelta(seconds=timeout_seconds)
+    return (
+        TaskExecution.objects.running()
+        .filter(Q(monitor_heartbeat_at__isnull=True) | Q(monitor_heartbeat_at__lt=silent_since))
+        .exclude(worker__in=WorkerLease.objects.alive(now).values("worker_id"))
+        .order_by(F("monitor_heartbeat_at").asc(nulls_first=True), "id")
+    )
+
+
+def _queues(now: datetime) -> tuple[QueueStatus, ...]:
+    depths: dict[str, dict[str, int]] = {}
+    rows = (
+        # OR, not IN: PostgreSQL matches each term to its state's partial index.
+        TaskExecution.objects.filter(Q(state=State.READY) | Q(state=State.RUNNING))
+        .order_by("queue_name", "state")
+        .values_list("queue_name", "state")
+        .annotate(count=Count("pk"))
+    )
+    for queue, state, count in rows:
+        depths.setdefault(queue, dict.fromkeys(ACTIVE_STATES, 0))[state] = count
+    # A deferred or backed-off row starts waiting when it becomes due, not when enqueued.
+    waiting_since = Coalesce(Greatest("run_after", "enqueued_at"), "enqueued_at")
+    oldest = dict(
+        TaskExecution.objects.ready()
+        .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
+        .order_by("queue_name")
+        .values_list("queue_name")
+        .annotate(since=Min(waiting_since))
+    )
+    return tuple(
+        QueueStatus(
+            queue=queue,
+            counts=counts,
+            oldest_ready_age_seconds=(
+                int((now - oldest[queue]).total_seconds()) if queue in oldest else None
+            ),
+        )
+        for queue, counts in sorted(depths.items())
+    )
+
+
+def _lease_counts(now: datetime) -> tuple[int, int]:
+    counts = WorkerLease.objects.aggregate(
+        alive=Count("pk", filter=Q(lease_expires_at__gt=now)),
+        expired=Count("pk", filter=Q(lease_expires_at__lte=now)),
+    )
+    return counts["alive"], counts["expired"]
+
+
+def _workers(now: datetime) -> tuple[WorkerStatus, ...]:
+    holding = dict(
+        TaskExecution.objects.running()
+        .order_by("worker")
+        .values_list("worker")
+        .annotate(count=Count("pk"))
+    )
+    leases = WorkerLease.objects.filter(
+        Q(lease_expires_at__gt=now) | Q(worker_id__in=list(holding))
+    ).order_by("worker_id")
+    workers = {
+        lease.worker_id: WorkerStatus(
+            worker_id=lease.worker_id,
+            lease="alive" if lease.lease_expires_at > now else "expired",
+            in_flight=holding.get(lease.worker_id, 0),
+            hostname=lease.hostname,
+            pid=lease.pid,
+            runner=lease.runner,
+            concurrency=lease.concurrency,
+            heartbeat_at=lease.heartbeat_at,
+            stopping=lease.stopping,
+        )
+        for lease in leases
+    }
+    for worker_id, count in holding.items():
+        workers.setdefault(worker_id, WorkerStatus(worker_id, "missing", count))
+    return tuple(workers[worker_id] for worker_id in sorted(workers))
+
+
+def _jsonable(report: WorkerStatus | StuckTask) -> dict[str, Any]:
+    return {
+        key: value.isoformat() if isinstance(value, datetime) else value
+        for key, value in asdict(report).items()
+    }
+
+
+def render_status(status: Status) -> str:
+    """The report as plain-text tables for a terminal."""
+    states = list(ACTIVE_STATES)
+    lines = [f"django-ray status at {status.checked_at.isoformat(timespec='seconds')}", ""]
+    lines += _table(
+        ["QUEUE", *states, "OLDEST READY"],
+        [
+            [
+                queue.queue,
+                *(queue.counts[state] for state in states),
+                _seconds(queue.oldest_ready_age_seconds),
+            ]
+            for queue in status.queues
+        ],
+    ) or ["No tasks."]
+    lines += ["", f"Workers: {status.workers_alive} alive, {status.workers_expired} expired."]
+    lines += _table(
+        ["WORKER", "LEASE", "HOST", "PID", "RUNNER", "IN FLIGHT", "LAST HEARTBEAT"],
+        [
+            [
+                worker.worker_id,
+                worker.lease + (" (stopping)" if worker.stopping else ""),
+                worker.hostname or "-",
+                worker.pid or "-",
+                worker.runner or "-",
+                worker.in_flight
+                if worker.concurrency is None
+                else f"{worker.in_flight}/{worker.concurrency}",
+                _ago(status.checked_at, worker.heartbeat_at),
+            ]
+            for worker in status.workers
+        ],
+    )
+    lines += ["", f"Stuck tasks: {status.stuck_count}."]
+    lines += _table(
+        ["ID", "TASK", "QUEUE", "WORKER", "ATTEMPT", "MONITOR HEARTBEAT"],
+        [
+            [
+                task.id,
+                task.task_path,
+                task.queue,
+                task.worker or "-",
+                task.attempt,
+                _ago(status.checked_at, task.monitor_heartbeat_at),
+            ]
+            for task in status.stuck
+        ],
+    )
+    if status.stuck_count > len(status.stuck):
+        lines.append(f"... and {status.stuck_count - len(status.stuck)} more.")
+    attention = status.attention
+    lines += ["", "Needs attention:" if attention else "Nothing needs attention."]
+    lines += [f"  - {sentence}." for sentence in attention]
+    return "\n".join(lines)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:
+    if not rows:
+        return []
+    cells = [headers, *([str(cell) for cell in row] for row in rows)]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in cells
+    ]
+
+
+def _seconds(seconds: int | None) -> str:
+    return "-" if seconds is None else f"{seconds} s"
+
+
+def _ago(now: datetime, moment: datetime | None) -> str:
+    return "never" if moment is None else f"{int((now - moment).total_seconds())} s ago"

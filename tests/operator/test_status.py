@@ -1,0 +1,236 @@
+"""django_ray_status: exact reports over a fleet of rows and leases, and its exit status."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from django_ray.models import TaskExecution
+from django_ray.operations.status import collect_status, render_status
+from tests.operator.conftest import ADD, execution, lease
+
+pytestmark = pytest.mark.django_db
+
+FIXED_NOW = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+
+
+def seconds_ago(now, seconds):
+    return now - timedelta(seconds=seconds)
+
+
+def build_fleet(now):
+    """Three leases, a dozen rows: some healthy, one orphaned, two stuck. Returns the stuck rows."""
+    lease("w-alive", expires_in=30, now=now)
+    lease("w-expired", expires_in=-30, now=now, hostname="host-2", pid=200, concurrency=2)
+    lease("w-gone", expires_in=-3600, now=now, stopping=True)
+    execution(state="READY", enqueued_at=seconds_ago(now, 120))
+    # Deferred: not due yet, so not waiting.
+    execution(state="READY", enqueued_at=seconds_ago(now, 900), run_after=now + timedelta(hours=1))
+    # Backed off until 30 s ago: waiting since then, not since it was enqueued.
+    execution(
+        state="READY",
+        queue_name="other",
+        enqueued_at=seconds_ago(now, 1000),
+        run_after=seconds_ago(now, 30),
+    )
+    execution(state="RUNNING", worker="w-alive", monitor_heartbeat_at=seconds_ago(now, 999))
+    execution(state="RUNNING", worker="w-expired", monitor_heartbeat_at=seconds_ago(now, 10))
+    missing = execution(state="RUNNING", queue_name="other", worker="w-missing", attempt=2)
+    silent = execution(
+        state="RUNNING",
+        queue_name="other",
+        worker="w-expired",
+        attempt=1,
+        monitor_heartbeat_at=seconds_ago(now, 400),
+    )
+    execution(state="SUCCESSFUL")
+    execution(state="FAILED", queue_name="other")
+    return missing, silent
+
+
+def worker(worker_id, lease_state, in_flight, now, **fields):
+    values = {
+        "worker_id": worker_id,
+        "lease": lease_state,
+        "in_flight": in_flight,
+        "hostname": "host-1",
+        "pid": 100,
+        "runner": "ray_core",
+        "concurrency": 4,
+        "heartbeat_at": seconds_ago(now, 5).isoformat(),
+        "stopping": False,
+    }
+    return {**values, **fields}
+
+
+def run_status(*args):
+    out = StringIO()
+    try:
+        call_command("django_ray_status", *args, stdout=out)
+    except CommandError as error:
+        return out.getvalue(), error
+    return out.getvalue(), None
+
+
+def test_json_report_of_a_fleet_needing_attention_exits_1():
+    now = timezone.now()
+    missing, silent = build_fleet(now)
+
+    output, error = run_status("--json")
+
+    report = json.loads(output)
+    checked_at = datetime.fromisoformat(report.pop("checked_at"))
+    assert now <= checked_at <= timezone.now()
+    attention = [
+        "worker w-expired holds 2 tasks RUNNING but its lease is expired",
+        "worker w-missing holds 1 task RUNNING but its lease is missing",
+        "2 tasks stuck: RUNNING with no live worker lease and no monitor heartbeat for 300 s",
+    ]
+    assert report == {
+        "queues": {
+            "default": {
+                "READY": 2,
+                "RUNNING": 2,
+                "oldest_ready_age_seconds": 120,
+            },
+            "other": {
+                "READY": 1,
+                "RUNNING": 2,
+                "oldest_ready_age_seconds": 30,
+            },
+        },
+        "workers": {"alive": 1, "expired": 2},
+        "in_flight": [
+            worker("w-alive", "alive", 1, now),
+            worker("w-expired", "expired", 2, now, hostname="host-2", pid=200, concurrency=2),
+            {
+                "worker_id": "w-missing",
+                "lease": "missing",
+                "in_flight": 1,
+                "hostname": "",
+                "pid": None,
+                "runner": "",
+                "concurrency": None,
+                "heartbeat_at": None,
+                "stopping": False,
+            },
+        ],
+        "stuck_tasks": {
+            "count": 2,
+            "timeout_seconds": 300,
+            "shown": [
+                {
+                    "id": str(missing.pk),
+                    "task_path": ADD,
+                    "queue": "other",
+                    "worker": "w-missing",
+                    "attempt": 2,
+                    "monitor_heartbeat_at": None,
+                },
+                {
+                    "id": str(silent.pk),
+                    "task_path": ADD,
+                    "queue": "other",
+                    "worker": "w-expired",
+                    "attempt": 1,
+                    "monitor_heartbeat_at": seconds_ago(now, 400).isoformat(),
+                },
+            ],
+        },
+        "attention": attention,
+    }
+    assert error is not None
+    assert (error.returncode, str(error)) == (1, "; ".join(attention) + ".")
+
+
+def test_an_empty_database_is_healthy_and_exits_0():
+    output, error = run_status("--json")
+
+    report = json.loads(output)
+    del report["checked_at"]
+    assert report == {
+        "queues": {},
+        "workers": {"alive": 0, "expired": 0},
+        "in_flight": [],
+        "stuck_tasks": {"count": 0, "timeout_seconds": 300, "shown": []},
+        "attention": [],
+    }
+    assert error is None
+
+
+def test_an_expired_worker_holding_nothing_needs_no_attention(settings):
+    settings.DJANGO_RAY = {**settings.DJANGO_RAY, "STUCK_TASK_TIMEOUT_SECONDS": 60}
+    now = timezone.now()
+    lease("w-old", expires_in=-600, now=now)
+    lease("w-live", expires_in=30, now=now)
+    execution(state="RUNNING", worker="w-live", monitor_heartbeat_at=None)
+
+    output, error = run_status()
+
+    assert error is None
+    assert output.endswith("Nothing needs attention.\n")
+    assert collect_status().stuck_task_timeout_seconds == 60
+
+
+def test_text_report_is_a_set_of_tables():
+    missing, silent = build_fleet(FIXED_NOW)
+
+    text = render_status(collect_status(FIXED_NOW))
+
+    assert text.split("\n") == [
+        "django-ray status at 2026-03-04T05:06:07+00:00",
+        "",
+        "QUEUE    READY  RUNNING  OLDEST READY",
+        "default  2      2        120 s",
+        "other    1      2        30 s",
+        "",
+        "Workers: 1 alive, 2 expired.",
+        "WORKER     LEASE    HOST    PID  RUNNER    IN FLIGHT  LAST HEARTBEAT",
+        "w-alive    alive    host-1  100  ray_core  1/4        5 s ago",
+        "w-expired  expired  host-2  200  ray_core  2/2        5 s ago",
+        "w-missing  missing  -       -    -         1          never",
+        "",
+        "Stuck tasks: 2.",
+        "ID                                    TASK                     QUEUE  WORKER     "
+        "ATTEMPT  MONITOR HEARTBEAT",
+        f"{missing.pk}  {ADD}  other  w-missing  2        never",
+        f"{silent.pk}  {ADD}  other  w-expired  1        400 s ago",
+        "",
+        "Needs attention:",
+        "  - worker w-expired holds 2 tasks RUNNING but its lease is expired.",
+        "  - worker w-missing holds 1 task RUNNING but its lease is missing.",
+        "  - 2 tasks stuck: RUNNING with no live worker lease and no monitor heartbeat for 300 s.",
+    ]
+
+
+def test_the_report_costs_seven_queries_whatever_the_history(django_assert_num_queries):
+    build_fleet(FIXED_NOW)
+    TaskExecution.objects.bulk_create(
+        TaskExecution(task_path=ADD, state=("SUCCESSFUL", "FAILED")[i % 2], queue_name=f"q{i % 3}")
+        for i in range(10_000)
+    )
+
+    with django_assert_num_queries(7):
+        status = collect_status(FIXED_NOW)
+
+    # Finished rows are history, not depth: only queues with work to do are listed.
+    assert [(queue.queue, queue.counts) for queue in status.queues] == [
+        ("default", {"READY": 2, "RUNNING": 2}),
+        ("other", {"READY": 1, "RUNNING": 2}),
+    ]
+
+
+def test_only_the_first_stuck_tasks_are_listed(monkeypatch):
+    monkeypatch.setattr("django_ray.operations.status.STUCK_TASKS_SHOWN", 2)
+    for _ in range(5):
+        execution(state="RUNNING", worker="w-nobody")
+
+    status = collect_status()
+
+    assert (status.stuck_count, len(status.stuck)) == (5, 2)
+    assert "... and 3 more." in render_status(status).split("\n")
