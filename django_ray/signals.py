@@ -12,8 +12,13 @@ from django.utils import timezone
 logger = logging.getLogger("django_ray.worker")
 
 # Sent by the worker after an outcome is committed: execution (the row, as
-# recorded) and outcome (what came back from Ray).
+# recorded; state READY means a retry is scheduled) and outcome (what came
+# back from Ray). worker_id names the worker.
 execution_finished = Signal()
+
+# Sent by the worker once claimed rows are committed and submitted to Ray:
+# executions (the rows), worker_id.
+executions_claimed = Signal()
 
 
 @receiver(execution_finished)

@@ -125,7 +125,7 @@ class Worker:
             row.ray_handle = self.dispatcher.submit(job_for(row))
         if rows:
             TaskExecution.objects.bulk_update(rows, ["ray_handle"])
-            announce_started(rows)
+            announce_started(rows, self.worker_id)
         return len(rows)
 
     def run(self, stop: threading.Event | None = None) -> None:

@@ -10,8 +10,10 @@ import dataclasses
 import logging
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from django.db import transaction
+from django.dispatch import Signal
 from django.tasks.exceptions import InvalidTask
 from django.tasks.signals import task_finished, task_started
 from django.utils import timezone
@@ -23,7 +25,7 @@ from django_ray.registry import resolve_task
 from django_ray.retry import Retry, RetryPolicy, decide
 from django_ray.runtime.job import Outcome
 from django_ray.runtime.jobs import RayJobEndedWithoutOutcome, job_error
-from django_ray.signals import execution_finished
+from django_ray.signals import execution_finished, executions_claimed
 
 logger = logging.getLogger("django_ray.worker")
 
@@ -100,8 +102,9 @@ def _reload(row: TaskExecution) -> TaskExecution:
     return row
 
 
-def announce_started(rows: Iterable[TaskExecution]) -> None:
+def announce_started(rows: list[TaskExecution], worker_id: str) -> None:
     """Django's ``task_started``, once the claim is committed and the attempts submitted."""
+    _send_robust(executions_claimed, executions=rows, worker_id=worker_id)
     for row in rows:
         try:
             task = resolve_task(row.task_path)
@@ -112,11 +115,7 @@ def announce_started(rows: Iterable[TaskExecution]) -> None:
 
 def announce(row: TaskExecution, outcome: Outcome) -> None:
     """Tell receivers about a committed outcome; their errors are logged, never raised."""
-    for _receiver, error in execution_finished.send_robust(
-        TaskExecution, execution=row, outcome=outcome
-    ):
-        if isinstance(error, Exception):
-            logger.error("A receiver of execution_finished failed: %r", error)
+    _send_robust(execution_finished, execution=row, outcome=outcome, worker_id=row.worker)
     if row.state == State.READY:
         return  # a retry is coming: Django's task_finished is for the end
     try:
@@ -124,3 +123,9 @@ def announce(row: TaskExecution, outcome: Outcome) -> None:
     except InvalidTask:
         return  # no Task to describe: Django's receivers need one
     task_finished.send_robust(RayTaskBackend, task_result=to_task_result(row, task))
+
+
+def _send_robust(signal: Signal, **kwargs: Any) -> None:
+    for receiver, error in signal.send_robust(TaskExecution, **kwargs):
+        if isinstance(error, Exception):
+            logger.error("Receiver %r of a django-ray signal failed: %r", receiver, error)
