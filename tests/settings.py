@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 
@@ -81,3 +82,6 @@ DJANGO_RAY = {
     "RAY_ADDRESS": os.environ.get("RAY_ADDRESS") or None,
     "DEFAULT_CONCURRENCY": 8,
 }
+# Processes the tests start on Ray (Ray Core workers, Ray Jobs) load these
+# settings too; a test hands them its overrides as JSON in the environment.
+DJANGO_RAY |= json.loads(os.environ.get("DJANGO_RAY_TEST_OVERRIDES") or "{}")

@@ -112,3 +112,8 @@ def slow_first_time(directory: str, seconds: float) -> int:
     if runs == 1:
         time.sleep(seconds)
     return runs
+
+
+@task(max_attempts=1)
+def big(size: int) -> str:
+    return "x" * size

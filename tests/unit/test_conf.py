@@ -619,3 +619,24 @@ def test_validate_on_startup_defaults_to_the_process_argv_and_environ(
 
     with override_settings(DJANGO_RAY={"RUNNER": "celery"}):
         assert validate_on_startup() is None
+
+
+def test_an_object_store_backend_without_its_library_fails_validation(monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name, *args, **kwargs):
+        return None if name == "boto3" else real_find_spec(name, *args, **kwargs)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+    with pytest.raises(DjangoRaySettingsError) as caught:
+        RaySettings.from_mapping(
+            {"RESULT_STORAGE_BACKEND": "s3", "RESULT_STORAGE_S3_BUCKET": "results"}
+        )
+
+    assert caught.value.problems == [
+        'DJANGO_RAY["RESULT_STORAGE_BACKEND"] is "s3", but boto3 is not installed; '
+        'run: pip install "django-ray[s3]".'
+    ]
