@@ -139,9 +139,30 @@ class TaskExecution(models.Model):
     def _finish(self, state: str, finished_at: datetime, **fields: Any) -> bool:
         return self._update_owned(state=state, finished_at=finished_at, **fields)
 
+    def hand_back(self) -> bool:
+        """Put this attempt's row back in the queue, due now (a worker stopping; not a failure)."""
+        return self._update_owned(
+            state=State.READY, run_after=None, claim_token=None, worker="", ray_status=""
+        )
+
+    def adopt(self, worker_id: str, now: datetime) -> bool:
+        """Take over monitoring this attempt from a worker whose lease expired."""
+        if not self._update_owned(worker=worker_id, monitor_heartbeat_at=now):
+            return False
+        self.worker, self.monitor_heartbeat_at = worker_id, now
+        return True
+
     def _update_owned(self, **fields: Any) -> bool:
-        owned = TaskExecution.objects.owned_by(self.pk, self.attempt, self.claim_token)
-        return owned.update(monitor_heartbeat_at=None, **fields) == 1
+        """One UPDATE, only while this attempt (and the worker it knows) still owns the row.
+
+        Comparing the worker too means a worker whose lease lapsed and whose
+        attempt was adopted by another can no longer write over it.
+        """
+        fields.setdefault("monitor_heartbeat_at", None)
+        owned = TaskExecution.objects.owned_by(self.pk, self.attempt, self.claim_token).filter(
+            worker=self.worker
+        )
+        return owned.update(**fields) == 1
 
 
 class WorkerLease(models.Model):

@@ -77,6 +77,18 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
         """The row, only while this attempt still owns it (the fence for every outcome)."""
         return self.filter(pk=pk, attempt=attempt, claim_token=claim_token, state=State.RUNNING)
 
+    def orphaned(self, queues: Iterable[str], backend: str = "default") -> TaskExecutionQuerySet:
+        """RUNNING rows of these queues whose worker holds no live lease, oldest attempt first."""
+        from django_ray.models import WorkerLease
+
+        alive = WorkerLease.objects.alive().values("worker_id")
+        return (
+            self.running()
+            .filter(backend=backend, queue_name__in=list(queues))
+            .exclude(worker__in=alive)
+            .order_by("last_attempted_at")
+        )
+
     def claim(
         self,
         limit: int,

@@ -36,6 +36,9 @@ class InProcessDispatcher:
         self.peak_in_flight = max(self.peak_in_flight, len(self._done))
         return f"in-process-{len(self.submitted)}"
 
+    def cancel(self, execution_id: str) -> None:
+        """Nothing to stop: every job ran to its end at submit time."""
+
     def wait(self, timeout: float) -> list[Outcome]:
         done, self._done = self._done, []
         return done

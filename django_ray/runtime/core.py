@@ -38,6 +38,7 @@ class RayCoreDispatcher:
         self._call_env = None if own_env == connection.connected_runtime_env else own_env
         self._remote = ray.remote(max_retries=0, retry_exceptions=False)(run_job)
         self._in_flight: dict[Any, Job] = {}
+        self._refs: dict[str, Any] = {}
 
     @property
     def in_flight(self) -> int:
@@ -51,7 +52,14 @@ class RayCoreDispatcher:
             remote = remote.options(**options)
         ref = remote.remote(job)
         self._in_flight[ref] = job
+        self._refs[job.execution_id] = ref
         return str(ref.task_id().hex())
+
+    def cancel(self, execution_id: str) -> None:
+        """Stop the attempt on Ray (force: a task stuck in C code is killed too)."""
+        ref = self._refs.get(execution_id)
+        if ref is not None:
+            self._ray.cancel(ref, force=True)
 
     def ray_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The task's Ray options, with its runtime_env merged over the global one."""
@@ -79,6 +87,7 @@ class RayCoreDispatcher:
 
     def _collect(self, ref: Any) -> Outcome:
         job = self._in_flight.pop(ref)
+        self._refs.pop(job.execution_id, None)
         try:
             outcome: Outcome = self._ray.get(ref)
         except Exception as exc:  # Ray's infrastructure errors: worker died, cancelled, lost

@@ -151,8 +151,25 @@ class RayJobDispatcher:
         except Exception as exc:  # the logs are a courtesy; the status is the fact
             return f"(logs of {sid} unavailable: {exc})"
 
-    def stop(self, execution_id: str, attempt: int) -> bool:
-        return bool(self._client.stop_job(submission_id(execution_id, attempt)))
+    def adopt(self, job: Job) -> None:
+        """Monitor a job another worker submitted (its worker's lease expired)."""
+        self._in_flight[submission_id(job.execution_id, job.attempt)] = job
+
+    def job_status(self, execution_id: str, attempt: int) -> str | None:
+        """What Ray says of this attempt's job; None if Ray has no such job."""
+        try:
+            status = self._client.get_job_status(submission_id(execution_id, attempt))
+        except RuntimeError as exc:
+            if "does not exist" in str(exc) or "404" in str(exc):
+                return None
+            raise
+        return str(getattr(status, "value", status))
+
+    def cancel(self, execution_id: str) -> None:
+        """Stop the attempt's job; the next poll sees it STOPPED."""
+        for sid, job in self._in_flight.items():
+            if job.execution_id == execution_id:
+                self._client.stop_job(sid)
 
 
 def job_error(kind: type[Exception], message: str, logs: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import time
@@ -11,6 +12,8 @@ from typing import TYPE_CHECKING
 from django.utils import timezone
 
 from django_ray.models import WorkerLease
+
+logger = logging.getLogger("django_ray.worker")
 
 if TYPE_CHECKING:
     from django_ray.worker.loop import WorkerOptions
@@ -24,6 +27,7 @@ class Lease:
         self.options = options
         self.runner = runner
         self._next_heartbeat = 0.0
+        self._expires = float("inf")
 
     def acquire(self) -> None:
         now = timezone.now()
@@ -42,19 +46,41 @@ class Lease:
                 "stopping": False,
             },
         )
-        self._next_heartbeat = time.monotonic() + self.options.heartbeat_seconds
+        self._schedule()
 
-    def heartbeat_if_due(self) -> bool:
-        """Extend the lease if a heartbeat is due; True if it was."""
+    @property
+    def lapsed(self) -> bool:
+        """True while the lease may have expired (a heartbeat is overdue past the lease)."""
+        return time.monotonic() > self._expires
+
+    def heartbeat_if_due(self) -> bool | None:
+        """Extend the lease if a heartbeat is due.
+
+        None: not due. True: extended. False: the lease had expired (this
+        process was paused or cut off past it); others may have recovered its
+        work, so it is acquired anew and the caller must re-check what it holds.
+        """
         if time.monotonic() < self._next_heartbeat:
-            return False
+            return None
         now = timezone.now()
-        WorkerLease.objects.filter(pk=self.worker_id).update(
+        extended = WorkerLease.objects.filter(pk=self.worker_id, lease_expires_at__gt=now).update(
             heartbeat_at=now,
             lease_expires_at=now + timedelta(seconds=self.options.lease_seconds),
         )
-        self._next_heartbeat = time.monotonic() + self.options.heartbeat_seconds
+        if not extended:
+            logger.error(
+                "Worker %s lost its lease (expired before this heartbeat); acquiring a new one",
+                self.worker_id,
+            )
+            self.acquire()
+            return False
+        self._schedule()
         return True
+
+    def _schedule(self) -> None:
+        now = time.monotonic()
+        self._next_heartbeat = now + self.options.heartbeat_seconds
+        self._expires = now + self.options.lease_seconds
 
     def release(self) -> None:
         """Mark the lease stopped and expired, so nobody waits for it to time out."""

@@ -6,18 +6,24 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
+from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from django_ray.models import TaskExecution
 from django_ray.runtime.job import Job, Outcome
 from django_ray.worker.leases import Lease
 from django_ray.worker.record import announce_started, record_outcomes
+from django_ray.worker.recovery import recover
 
 logger = logging.getLogger("django_ray.worker")
+
+CANCEL_CHECK_SECONDS = 1.0
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 class Dispatcher(Protocol):
@@ -31,6 +37,8 @@ class Dispatcher(Protocol):
     def submit(self, job: Job) -> str: ...
 
     def wait(self, timeout: float) -> list[Outcome]: ...
+
+    def cancel(self, execution_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -46,6 +54,9 @@ class WorkerOptions:
     # busy one waits on Ray for the next completion before claiming again.
     idle_wait_seconds: float = 1.0
     busy_wait_seconds: float = 0.1
+    # After a stop request, how long in-flight Ray Core attempts may finish
+    # before they are handed back to the queue.
+    grace_seconds: float = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,33 +80,62 @@ class Worker:
         self.worker_id = worker_id or new_worker_id()
         self.lease = Lease(self.worker_id, options, runner=dispatcher.runner)
         self._running: dict[str, TaskExecution] = {}
+        self._unrecorded: list[Outcome] = []
+        self._next_recovery = 0.0
+        self._next_cancel_check = 0.0
 
     @property
     def in_flight(self) -> int:
         return len(self._running)
 
     def tick(self) -> Tick:
-        """Heartbeat when due, record what finished, claim up to the free slots and submit."""
+        """One pass: heartbeat, record what finished, stop what was cancelled,
+        recover what others left, then claim up to the free slots and submit."""
         self.heartbeat_if_due()
         recorded = self.collect(timeout=0)
+        self.stop_cancelled()
+        self.recover_if_due()
         claimed = self.claim_and_submit()
         return Tick(recorded=recorded, claimed=claimed)
 
     def heartbeat_if_due(self) -> None:
         """Extend the lease, and mark the rows in flight as monitored by this worker."""
-        if not self.lease.heartbeat_if_due():
+        beat = self.lease.heartbeat_if_due()
+        if beat is None:
             return
+        if beat is False:
+            self.forget_lost_rows()
         if self._running:
             TaskExecution.objects.running().filter(
                 pk__in=list(self._running), worker=self.worker_id
             ).update(monitor_heartbeat_at=timezone.now())
 
+    def forget_lost_rows(self) -> None:
+        """After a lapsed lease: stop tracking rows that were recovered or adopted meanwhile."""
+        still_ours = set(
+            str(pk)
+            for pk in TaskExecution.objects.running()
+            .filter(pk__in=list(self._running), worker=self.worker_id)
+            .values_list("pk", flat=True)
+        )
+        for execution_id in set(self._running) - still_ours:
+            row = self._running.pop(execution_id)
+            logger.warning(
+                "Lease lapsed: %s [%s] attempt %d was taken over; no longer tracking it",
+                row.task_path,
+                row.pk,
+                row.attempt,
+            )
+
     def collect(self, timeout: float) -> int:
-        outcomes = self.dispatcher.wait(timeout)
-        if outcomes:
-            record_outcomes(self._running, outcomes)
+        """Record outcomes that came back; kept in memory until their commit succeeds."""
+        self._unrecorded.extend(self.dispatcher.wait(timeout))
+        count = len(self._unrecorded)
+        if self._unrecorded:
+            record_outcomes(self._running, self._unrecorded)
+            self._unrecorded = []
         self.report_ray_status()
-        return len(outcomes)
+        return count
 
     def report_ray_status(self) -> None:
         """Copy what Ray says of attempts in flight (e.g. PENDING on resources) to their rows."""
@@ -111,8 +151,37 @@ class Worker:
                 ray_status=status
             )
 
+    def stop_cancelled(self) -> None:
+        """Stop on Ray the attempts whose rows were marked cancelled (about once a second)."""
+        if not self._running or time.monotonic() < self._next_cancel_check:
+            return
+        self._next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
+        marked = TaskExecution.objects.running().filter(
+            pk__in=[pk for pk, row in self._running.items() if row.cancelled_at is None],
+            worker=self.worker_id,
+            cancelled_at__isnull=False,
+        )
+        for pk, cancelled_at in marked.values_list("pk", "cancelled_at"):
+            row = self._running[str(pk)]
+            row.cancelled_at = cancelled_at
+            logger.info("Cancelling %s [%s] on Ray", row.task_path, row.pk)
+            self.dispatcher.cancel(str(pk))
+
+    def recover_if_due(self) -> None:
+        if time.monotonic() < self._next_recovery:
+            return
+        self._next_recovery = time.monotonic() + self.options.heartbeat_seconds
+        recover(self)
+
+    def track(self, row: TaskExecution) -> None:
+        """Monitor an attempt this worker adopted instead of submitting."""
+        self._running[str(row.pk)] = row
+        self.dispatcher.adopt(job_for(row))  # type: ignore[attr-defined]
+
     def claim_and_submit(self) -> int:
         free = self.options.concurrency - self.in_flight
+        if self.lease.lapsed:
+            return 0
         rows = TaskExecution.objects.claim(
             free,
             worker_id=self.worker_id,
@@ -129,7 +198,12 @@ class Worker:
         return len(rows)
 
     def run(self, stop: threading.Event | None = None) -> None:
-        """Loop until ``stop`` is set (or, in burst mode, until nothing is left to do)."""
+        """Loop until ``stop`` is set (or, in burst mode, until nothing is left to do).
+
+        A lost database connection does not end the loop: what is in flight
+        stays in memory, and the pass is retried with backoff until the
+        database answers again.
+        """
         stop = stop or threading.Event()
         self.lease.acquire()
         logger.info(
@@ -140,25 +214,66 @@ class Worker:
             self.options.concurrency,
             self.options.ray_address or "local (embedded)",
         )
+        outage = DatabaseOutage()
         try:
             while not stop.is_set():
-                tick = self.tick()
-                if self.in_flight:
-                    self.collect(timeout=self.options.busy_wait_seconds)
-                elif self.options.burst and not tick.claimed:
+                try:
+                    tick = self.tick()
+                    collected = (
+                        self.collect(self.options.busy_wait_seconds) if self.in_flight else 0
+                    )
+                    outage.over()
+                except DATABASE_ERRORS as exc:
+                    stop.wait(outage.wait_after(exc))
+                    continue
+                if self.in_flight or tick.claimed or tick.recorded or collected:
+                    continue  # busy: a recorded failure may be due again at once
+                if self.options.burst:
                     break
-                elif not tick.claimed:
-                    stop.wait(self.options.idle_wait_seconds)
-            self.drain()
+                stop.wait(self.options.idle_wait_seconds)
+            self.shutdown(finish=self.options.burst and not stop.is_set())
         finally:
             self.lease.release()
         logger.info("django-ray worker %s stopped", self.worker_id)
 
-    def drain(self) -> None:
-        """Wait for every submitted attempt to finish and record it."""
-        while self.in_flight:
+    def shutdown(self, *, finish: bool) -> None:
+        """Stop claiming; wait for what is in flight (for ever when ``finish``, else up to
+        ``grace_seconds``); hand Ray Core attempts still running back to the queue.
+
+        Ray Jobs are left running: once this worker's lease is released, another
+        worker adopts them.
+        """
+        if self.dispatcher.runner == "ray_job" and not finish:
+            if self._running:
+                logger.info("Leaving %d Ray job(s) running for adoption", len(self._running))
+            return
+        deadline = time.monotonic() + self.options.grace_seconds
+        while self.in_flight and (finish or time.monotonic() < deadline):
             self.heartbeat_if_due()
             self.collect(timeout=self.options.busy_wait_seconds)
+        for execution_id, row in list(self._running.items()):
+            self.dispatcher.cancel(execution_id)
+            if row.hand_back():
+                logger.warning("Handed %s [%s] back to the queue", row.task_path, row.pk)
+            del self._running[execution_id]
+
+
+class DatabaseOutage:
+    """Backoff while the database is unreachable: 0.5 s, doubling, at most 30 s."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+
+    def wait_after(self, exc: Exception) -> float:
+        self.delay = min(max(self.delay * 2, 0.5), 30.0)
+        logger.error("Database unavailable (%s); retrying in %.1fs", exc, self.delay)
+        close_old_connections()
+        return self.delay
+
+    def over(self) -> None:
+        if self.delay:
+            logger.warning("Database reachable again; carrying on")
+        self.delay = 0.0
 
 
 def job_for(row: TaskExecution) -> Job:

@@ -23,7 +23,7 @@ from django_ray.conf import get_settings
 from django_ray.models import State, TaskExecution
 from django_ray.registry import resolve_task
 from django_ray.retry import Retry, RetryPolicy, decide
-from django_ray.runtime.job import Outcome
+from django_ray.runtime.job import Outcome, describe_error
 from django_ray.runtime.jobs import RayJobEndedWithoutOutcome, job_error
 from django_ray.signals import execution_finished, executions_claimed
 
@@ -43,6 +43,11 @@ def apply_outcome(row: TaskExecution, outcome: Outcome, now: datetime) -> bool:
         row.state, row.finished_at = State.SUCCESSFUL, now
         row.result_data, row.result_reference = outcome.value, outcome.reference
         return owned
+    assert outcome.error is not None
+    if row.cancelled_at is not None:
+        # However the attempt ended on Ray (killed, stopped), it ended because
+        # it was cancelled, and a cancelled task is never retried.
+        outcome = dataclasses.replace(outcome, error=cancellation_error(row), lost=False)
     assert outcome.error is not None
     policy = RetryPolicy.for_task(get_settings(), row.options)
     decision = decide(row.attempt, outcome.error, policy, now)
@@ -66,7 +71,9 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
     now = timezone.now()
     with transaction.atomic():
         for outcome in outcomes:
-            row = running.pop(outcome.execution_id)
+            row = running.get(outcome.execution_id)
+            if row is None or row.attempt != outcome.attempt:
+                continue  # no longer tracked here (taken over after a lapsed lease)
             if outcome.recorded:
                 outcome = _unless_recorded(row, outcome)
             if outcome.recorded:
@@ -80,8 +87,16 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
                     row.pk,
                     row.attempt,
                 )
+    for outcome in outcomes:
+        running.pop(outcome.execution_id, None)
     for row, outcome in recorded:
         announce(row, outcome)
+
+
+def cancellation_error(row: TaskExecution) -> dict[str, Any]:
+    from django_ray.cancel import TaskCancelled
+
+    return describe_error(TaskCancelled(f"Cancelled at {row.cancelled_at:%Y-%m-%d %H:%M:%S%z}"))
 
 
 def _unless_recorded(row: TaskExecution, outcome: Outcome) -> Outcome:

@@ -1,0 +1,89 @@
+"""Recovering what other workers left: RUNNING rows whose worker holds no live lease.
+
+- ``ray_job`` rows are reconciled against Ray first: a job Ray still knows is
+  adopted (this worker monitors it from now on, and records its end if the job
+  could not); a job Ray does not know falls to the stuck rule.
+- ``ray_core`` rows are lost attempts: their Ray task died with its owner, so
+  they go to the retry policy at once.
+- The stuck rule: a RUNNING row with neither a live worker lease nor a monitor
+  heartbeat for ``STUCK_TASK_TIMEOUT_SECONDS`` is a lost attempt.
+
+Each pass handles a bounded batch, through the index on RUNNING rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from django.db import transaction
+from django.utils import timezone
+
+from django_ray.conf import get_settings
+from django_ray.models import Runner, TaskExecution
+from django_ray.runtime.job import Outcome, describe_error
+from django_ray.worker.record import announce, apply_outcome
+
+if TYPE_CHECKING:
+    from django_ray.worker.loop import Worker
+
+logger = logging.getLogger("django_ray.worker")
+
+BATCH = 100
+
+
+class WorkerLost(Exception):
+    """The worker running this attempt stopped heartbeating; the attempt is lost."""
+
+
+def recover(worker: Worker, now: datetime | None = None) -> int:
+    """One recovery pass over orphaned rows of the worker's queues; returns rows handled."""
+    now = now or timezone.now()
+    stuck_before = now - timedelta(seconds=get_settings().stuck_task_timeout_seconds)
+    orphans = list(
+        TaskExecution.objects.orphaned(worker.options.queues, worker.options.backend)[:BATCH]
+    )
+    handled = 0
+    for row in orphans:
+        if row.runner == Runner.RAY_JOB and hasattr(worker.dispatcher, "job_status"):
+            if _adopt_job(worker, row, now):
+                handled += 1
+                continue
+        elif row.runner == Runner.RAY_CORE:
+            handled += _lose(row, now, f"worker {row.worker} stopped heartbeating")
+            continue
+        heartbeat = row.monitor_heartbeat_at or row.last_attempted_at
+        if heartbeat is None or heartbeat < stuck_before:
+            handled += _lose(row, now, f"no worker lease or monitor heartbeat since {heartbeat}")
+    return handled
+
+
+def _adopt_job(worker: Worker, row: TaskExecution, now: datetime) -> bool:
+    """Monitor the orphan's job from now on, if Ray still knows it."""
+    status = worker.dispatcher.job_status(str(row.pk), row.attempt)  # type: ignore[attr-defined]
+    if status is None:
+        return False
+    previous = row.worker
+    if not row.adopt(worker.worker_id, now):
+        return False
+    worker.track(row)
+    logger.warning(
+        "Adopted %s [%s] attempt %d from worker %s (its Ray job is %s)",
+        row.task_path,
+        row.pk,
+        row.attempt,
+        previous,
+        status,
+    )
+    return True
+
+
+def _lose(row: TaskExecution, now: datetime, why: str) -> int:
+    error = describe_error(WorkerLost(f"Attempt {row.attempt} of {row.pk} was lost: {why}."))
+    outcome = Outcome(execution_id=str(row.pk), attempt=row.attempt, error=error, lost=True)
+    with transaction.atomic():
+        recorded = apply_outcome(row, outcome, now)
+    if recorded:
+        announce(row, outcome)
+    return int(recorded)
