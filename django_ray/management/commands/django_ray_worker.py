@@ -51,6 +51,13 @@ class Command(BaseCommand):
             "--backend", default="default", help="Alias in TASKS to serve (default: default)."
         )
         parser.add_argument(
+            "--grace-seconds",
+            type=float,
+            default=30.0,
+            help="On SIGTERM, how long Ray Core tasks in flight may finish before they are "
+            "handed back to the queue (default 30). Ray Jobs are left running for adoption.",
+        )
+        parser.add_argument(
             "--burst",
             action="store_true",
             help="Exit once no claimable task is left and nothing is in flight.",
@@ -83,13 +90,31 @@ class Command(BaseCommand):
                 backend=options["backend"],
                 ray_address=address,
                 burst=options["burst"],
+                grace_seconds=options["grace_seconds"],
             ),
             _dispatcher(runner, address, settings.ray_runtime_env),
         )
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            _stop_on_signals(stop)
         worker.run(stop)
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    """First SIGTERM/SIGINT: stop gracefully. Second: stop at once (the lease rules
+    recover whatever is left)."""
+
+    def handle(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise SystemExit(f"Stopping at once on a second {signal.Signals(signum).name}")
+        logging.getLogger("django_ray.worker").info(
+            "%s received: stopping gracefully (send it again to stop at once)",
+            signal.Signals(signum).name,
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, handle)
+    signal.signal(signal.SIGINT, handle)
 
 
 def _dispatcher(runner: str, address: str | None, runtime_env: Any) -> Dispatcher:
