@@ -70,15 +70,17 @@ class RayTaskBackend(BaseTaskBackend):
 
 def to_task_result(row: TaskExecution, task: Task) -> TaskResult:
     """Django's view of a row: status, timestamps, errors per attempt, and the value."""
-    # The queue or backend may have been removed from settings since the row
-    # was written; the stored result is still worth showing.
-    with contextlib.suppress(InvalidTask):
-        task = task.using(
-            priority=row.priority,
-            queue_name=row.queue_name,
-            run_after=row.run_after,
-            backend=row.backend,
-        )
+    stored = (row.priority, row.queue_name, row.run_after, row.backend)
+    if stored != (task.priority, task.queue_name, task.run_after, task.backend):
+        # The queue or backend may have been removed from settings since the
+        # row was written; the stored result is still worth showing.
+        with contextlib.suppress(InvalidTask):
+            task = task.using(
+                priority=row.priority,
+                queue_name=row.queue_name,
+                run_after=row.run_after,
+                backend=row.backend,
+            )
     result = RayTaskResult(
         task=task,
         id=str(row.pk),

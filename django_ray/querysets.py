@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import NotSupportedError, transaction
+from django.db import NotSupportedError, connections, transaction
 from django.db.models import F, Func, JSONField, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 from django.tasks import TaskResultStatus
@@ -131,6 +131,66 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
         return list(
             self.filter(pk__in=ids, claim_token=token).order_by("-priority", "enqueued_at", "id")
         )
+
+    def record_successes(
+        self, items: list[tuple[TaskExecution, Any, Any]], now: datetime
+    ) -> set[str]:
+        """Record (row, value, reference) successes, each fenced as in ``owned_by`` and by
+        its worker; returns the ids recorded. One statement on PostgreSQL, whatever the count.
+        """
+        if not items:
+            return set()
+        if self.db_connection.vendor != "postgresql":
+            return {
+                str(row.pk)
+                for row, value, reference in items
+                if row.record_success(value=value, reference=reference, finished_at=now)
+            }
+        table = self.model._meta.db_table
+        values = ", ".join(
+            ["(%s::uuid, %s::integer, %s::uuid, %s, %s::jsonb, %s::jsonb)"] * len(items)
+        )
+        params: list[Any] = [now]
+        for row, value, reference in items:
+            params += [
+                row.pk,
+                row.attempt,
+                row.claim_token,
+                row.worker,
+                None if value is None else json.dumps(value),
+                None if reference is None else json.dumps(reference),
+            ]
+        sql = (
+            f"UPDATE \"{table}\" AS t SET state = 'SUCCESSFUL', finished_at = %s, "
+            "monitor_heartbeat_at = NULL, result_data = v.result, result_reference = v.ref "
+            f"FROM (VALUES {values}) AS v(id, attempt, token, worker, result, ref) "
+            "WHERE t.id = v.id AND t.attempt = v.attempt AND t.claim_token = v.token "
+            "AND t.worker = v.worker AND t.state = 'RUNNING' RETURNING t.id"
+        )
+        with self.db_connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return {str(pk) for (pk,) in cursor.fetchall()}
+
+    def set_ray_handles(self, rows: list[TaskExecution]) -> None:
+        """Store each row's ``ray_handle``; one statement on PostgreSQL."""
+        if not rows:
+            return
+        if self.db_connection.vendor != "postgresql":
+            self.bulk_update(rows, ["ray_handle"])  # type: ignore[arg-type]
+            return
+        table = self.model._meta.db_table
+        values = ", ".join(["(%s::uuid, %s)"] * len(rows))
+        params = [item for row in rows for item in (row.pk, row.ray_handle)]
+        with self.db_connection.cursor() as cursor:
+            cursor.execute(
+                f'UPDATE "{table}" AS t SET ray_handle = v.handle '
+                f"FROM (VALUES {values}) AS v(id, handle) WHERE t.id = v.id",
+                params,
+            )
+
+    @property
+    def db_connection(self) -> Any:
+        return connections[self.db]
 
 
 class WorkerLeaseQuerySet(QuerySet["WorkerLease"]):

@@ -193,7 +193,7 @@ class Worker:
             self._running[str(row.pk)] = row
             row.ray_handle = self.dispatcher.submit(job_for(row))
         if rows:
-            TaskExecution.objects.bulk_update(rows, ["ray_handle"])
+            TaskExecution.objects.set_ray_handles(rows)
             announce_started(rows, self.worker_id)
         return len(rows)
 

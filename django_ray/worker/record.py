@@ -70,6 +70,7 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
     recorded: list[tuple[TaskExecution, Outcome]] = []
     now = timezone.now()
     with transaction.atomic():
+        successes = []
         for outcome in outcomes:
             row = running.get(outcome.execution_id)
             if row is None or row.attempt != outcome.attempt:
@@ -78,19 +79,35 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
                 outcome = _unless_recorded(row, outcome)
             if outcome.recorded:
                 recorded.append((_reload(row), outcome))
+            elif outcome.succeeded and row.cancelled_at is None:
+                successes.append((row, outcome))  # the common case: recorded in one batch
             elif apply_outcome(row, outcome, now):
                 recorded.append((row, outcome))
             else:
-                logger.warning(
-                    "Outcome of %s [%s] attempt %d discarded: the attempt no longer owns the row",
-                    row.task_path,
-                    row.pk,
-                    row.attempt,
-                )
+                _discarded(row)
+        owned = TaskExecution.objects.record_successes(
+            [(row, outcome.value, outcome.reference) for row, outcome in successes], now
+        )
+        for row, outcome in successes:
+            if str(row.pk) not in owned:
+                _discarded(row)
+                continue
+            row.state, row.finished_at = State.SUCCESSFUL, now
+            row.result_data, row.result_reference = outcome.value, outcome.reference
+            recorded.append((row, outcome))
     for outcome in outcomes:
         running.pop(outcome.execution_id, None)
     for row, outcome in recorded:
         announce(row, outcome)
+
+
+def _discarded(row: TaskExecution) -> None:
+    logger.warning(
+        "Outcome of %s [%s] attempt %d discarded: the attempt no longer owns the row",
+        row.task_path,
+        row.pk,
+        row.attempt,
+    )
 
 
 def cancellation_error(row: TaskExecution) -> dict[str, Any]:
