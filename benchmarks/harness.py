@@ -29,7 +29,10 @@ def setup_django() -> None:
 
     database = settings.DATABASES["default"]
     with psycopg.connect(
-        host=database["HOST"], port=database["PORT"], user=database["USER"], dbname="postgres",
+        host=database["HOST"],
+        port=database["PORT"],
+        user=database["USER"],
+        dbname="postgres",
         autocommit=True,
     ) as admin:
         exists = admin.execute(

@@ -16,6 +16,7 @@ from django.tasks.signals import task_enqueued
 from django_ray.payloads import to_json
 from django_ray.registry import resolve_task
 from django_ray.tasks import RayTask, option_problems
+from django_ray.worker.wakeup import notify_ready
 
 if TYPE_CHECKING:
     from django_ray.models import TaskExecution
@@ -53,6 +54,7 @@ class RayTaskBackend(BaseTaskBackend):
             takes_context=task.takes_context,
             options=task.stored_options() if isinstance(task, RayTask) else {},
         )
+        notify_ready(row.queue_name)
         result = to_task_result(row, task)
         task_enqueued.send(type(self), task_result=result)
         return result

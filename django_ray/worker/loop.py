@@ -19,6 +19,7 @@ from django_ray.runtime.job import Job, Outcome
 from django_ray.worker.leases import Lease
 from django_ray.worker.record import announce_started, record_outcomes
 from django_ray.worker.recovery import recover
+from django_ray.worker.wakeup import Wakeup
 
 logger = logging.getLogger("django_ray.worker")
 
@@ -83,6 +84,7 @@ class Worker:
         self._unrecorded: list[Outcome] = []
         self._next_recovery = 0.0
         self._next_cancel_check = 0.0
+        self._wakeup = Wakeup(options.queues)
 
     @property
     def in_flight(self) -> int:
@@ -230,9 +232,10 @@ class Worker:
                     continue  # busy: a recorded failure may be due again at once
                 if self.options.burst:
                     break
-                stop.wait(self.options.idle_wait_seconds)
+                self._wakeup.wait(stop, self.options.idle_wait_seconds)
             self.shutdown(finish=self.options.burst and not stop.is_set())
         finally:
+            self._wakeup.close()
             self.lease.release()
         logger.info("django-ray worker %s stopped", self.worker_id)
 
