@@ -29,10 +29,10 @@ def raw_ray(n: int) -> float:
 
 
 def django_ray(n: int, concurrency: int) -> tuple[float, float]:
+    from benchmarks.tasks import noop
     from django_ray.models import TaskExecution
     from django_ray.runtime.core import RayCoreDispatcher
     from django_ray.worker.loop import Worker, WorkerOptions
-    from benchmarks.tasks import noop
 
     TaskExecution.objects.all().delete()
     started = time.perf_counter()
