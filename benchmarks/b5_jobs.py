@@ -16,7 +16,6 @@ import uuid
 
 from benchmarks.harness import ROOT, ray_cluster, report, setup_django
 
-
 ENDED = {"SUCCEEDED", "FAILED", "STOPPED"}
 ENTRYPOINT = "python -m django_ray.runtime.job_entrypoint {} 1 {}"
 
