@@ -11,20 +11,20 @@ import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
-from django.db import InterfaceError, OperationalError, close_old_connections
 from django.utils import timezone
 
 from django_ray.models import TaskExecution
 from django_ray.runtime.job import Job, Outcome
 from django_ray.worker.leases import Lease
+from django_ray.worker.outage import DATABASE_ERRORS, DatabaseOutage
 from django_ray.worker.record import announce_started, record_outcomes
 from django_ray.worker.recovery import recover
+from django_ray.worker.summary import Summary
 from django_ray.worker.wakeup import Wakeup
 
 logger = logging.getLogger("django_ray.worker")
 
 CANCEL_CHECK_SECONDS = 1.0
-DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 class Dispatcher(Protocol):
@@ -58,6 +58,8 @@ class WorkerOptions:
     # After a stop request, how long in-flight Ray Core attempts may finish
     # before they are handed back to the queue.
     grace_seconds: float = 30.0
+    # How often the worker logs its one-line summary at INFO (0: never).
+    summary_seconds: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +87,7 @@ class Worker:
         self._next_recovery = 0.0
         self._next_cancel_check = 0.0
         self._wakeup = Wakeup(options.queues)
+        self.summary = Summary(options.summary_seconds)
 
     @property
     def in_flight(self) -> int:
@@ -93,6 +96,7 @@ class Worker:
     def tick(self) -> Tick:
         """One pass: heartbeat, record what finished, stop what was cancelled,
         recover what others left, then claim up to the free slots and submit."""
+        self.summary.log_if_due(self.in_flight)
         self.heartbeat_if_due()
         recorded = self.collect(timeout=0)
         self.stop_cancelled()
@@ -134,7 +138,7 @@ class Worker:
         self._unrecorded.extend(self.dispatcher.wait(timeout))
         count = len(self._unrecorded)
         if self._unrecorded:
-            record_outcomes(self._running, self._unrecorded)
+            self.summary.finished(record_outcomes(self._running, self._unrecorded))
             self._unrecorded = []
         self.report_ray_status()
         return count
@@ -196,6 +200,7 @@ class Worker:
             row.ray_handle = self.dispatcher.submit(job_for(row))
         if rows:
             TaskExecution.objects.set_ray_handles(rows)
+            self.summary.claimed += len(rows)
             announce_started(rows, self.worker_id)
         return len(rows)
 
@@ -259,24 +264,6 @@ class Worker:
             if row.hand_back():
                 logger.warning("Handed %s [%s] back to the queue", row.task_path, row.pk)
             del self._running[execution_id]
-
-
-class DatabaseOutage:
-    """Backoff while the database is unreachable: 0.5 s, doubling, at most 30 s."""
-
-    def __init__(self) -> None:
-        self.delay = 0.0
-
-    def wait_after(self, exc: Exception) -> float:
-        self.delay = min(max(self.delay * 2, 0.5), 30.0)
-        logger.error("Database unavailable (%s); retrying in %.1fs", exc, self.delay)
-        close_old_connections()
-        return self.delay
-
-    def over(self) -> None:
-        if self.delay:
-            logger.warning("Database reachable again; carrying on")
-        self.delay = 0.0
 
 
 def job_for(row: TaskExecution) -> Job:

@@ -61,7 +61,9 @@ def apply_outcome(row: TaskExecution, outcome: Outcome, now: datetime) -> bool:
     return owned
 
 
-def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcome]) -> None:
+def record_outcomes(
+    running: dict[str, TaskExecution], outcomes: Iterable[Outcome]
+) -> list[TaskExecution]:
     """Record each outcome on its row (one transaction), then send the signals.
 
     Signals go out after the commit and through ``send_robust``: a receiver
@@ -99,6 +101,7 @@ def record_outcomes(running: dict[str, TaskExecution], outcomes: Iterable[Outcom
         running.pop(outcome.execution_id, None)
     for row, outcome in recorded:
         announce(row, outcome)
+    return [row for row, _ in recorded]
 
 
 def _discarded(row: TaskExecution) -> None:

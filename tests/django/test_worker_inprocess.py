@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 from django.tasks import TaskResultStatus, default_task_backend
 
 from django_ray.models import TaskExecution, WorkerLease
 from django_ray.signals import execution_finished
 from django_ray.testing import InProcessDispatcher, drain
+from django_ray.worker.loop import Worker, WorkerOptions
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db
@@ -167,3 +170,29 @@ def test_a_denylisted_error_is_not_retried(settings):
 
     failed = default_task_backend.get_result(result.id)
     assert (failed.status, failed.attempts) == (TaskResultStatus.FAILED, 1)
+
+
+def test_the_worker_logs_a_summary_line(caplog):
+    tasks.add.enqueue(1, 1)
+    tasks.fail.enqueue("x")
+    dispatcher = InProcessDispatcher()
+    worker = Worker(
+        WorkerOptions(
+            queues=("default",),
+            concurrency=4,
+            heartbeat_seconds=5,
+            lease_seconds=30,
+            burst=True,
+            idle_wait_seconds=0,
+            busy_wait_seconds=0,
+        ),
+        dispatcher,
+    )
+    worker.run()
+    worker.summary.every = 1e-9
+
+    with caplog.at_level(logging.INFO, logger="django_ray.worker"):
+        worker.summary.log_if_due(running=0)
+
+    (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Summary")]
+    assert line.startswith("Summary: claimed=2 running=0 succeeded=1 failed=1 retried=0 rate=")

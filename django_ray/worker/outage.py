@@ -1,0 +1,29 @@
+"""Carrying on through a database outage: back off, reconnect, keep what is in flight."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import InterfaceError, OperationalError, close_old_connections
+
+logger = logging.getLogger("django_ray.worker")
+
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+class DatabaseOutage:
+    """Backoff while the database is unreachable: 0.5 s, doubling, at most 30 s."""
+
+    def __init__(self) -> None:
+        self.delay = 0.0
+
+    def wait_after(self, exc: Exception) -> float:
+        self.delay = min(max(self.delay * 2, 0.5), 30.0)
+        logger.error("Database unavailable (%s); retrying in %.1fs", exc, self.delay)
+        close_old_connections()
+        return self.delay
+
+    def over(self) -> None:
+        if self.delay:
+            logger.warning("Database reachable again; carrying on")
+        self.delay = 0.0
