@@ -9,7 +9,7 @@ class DjangoRayConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from django_ray import conf, signals  # noqa: F401  (connect receivers)
+        from django_ray import conf, metrics, signals  # noqa: F401  (connect receivers)
 
         # Fail fast: a worker or web process with broken settings should not start.
         conf.validate_on_startup()

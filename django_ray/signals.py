@@ -20,6 +20,11 @@ execution_finished = Signal()
 # executions (the rows), worker_id.
 executions_claimed = Signal()
 
+# Sent when a worker stops tracking attempts without recording an outcome
+# (handed back at shutdown, taken over after its lease lapsed, outcome
+# discarded because the attempt no longer owned its row): executions, worker_id.
+executions_released = Signal()
+
 
 @receiver(execution_finished)
 def log_execution_finished(sender: Any, execution: Any, outcome: Any, **kwargs: Any) -> None:

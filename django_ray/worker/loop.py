@@ -17,7 +17,7 @@ from django_ray.models import TaskExecution
 from django_ray.runtime.job import Job, Outcome
 from django_ray.worker.leases import Lease
 from django_ray.worker.outage import DATABASE_ERRORS, DatabaseOutage
-from django_ray.worker.record import announce_started, record_outcomes
+from django_ray.worker.record import announce_started, record_outcomes, release
 from django_ray.worker.recovery import recover
 from django_ray.worker.summary import Summary
 from django_ray.worker.wakeup import Wakeup
@@ -124,8 +124,9 @@ class Worker:
             .filter(pk__in=list(self._running), worker=self.worker_id)
             .values_list("pk", flat=True)
         )
-        for execution_id in set(self._running) - still_ours:
-            row = self._running.pop(execution_id)
+        lost = [self._running.pop(pk) for pk in set(self._running) - still_ours]
+        release(lost, self.worker_id)
+        for row in lost:
             logger.warning(
                 "Lease lapsed: %s [%s] attempt %d was taken over; no longer tracking it",
                 row.task_path,
@@ -259,11 +260,13 @@ class Worker:
         while self.in_flight and (finish or time.monotonic() < deadline):
             self.heartbeat_if_due()
             self.collect(timeout=self.options.busy_wait_seconds)
-        for execution_id, row in list(self._running.items()):
-            self.dispatcher.cancel(execution_id)
+        left = list(self._running.values())
+        for row in left:
+            self.dispatcher.cancel(str(row.pk))
             if row.hand_back():
                 logger.warning("Handed %s [%s] back to the queue", row.task_path, row.pk)
-            del self._running[execution_id]
+        self._running.clear()
+        release(left, self.worker_id)
 
 
 def job_for(row: TaskExecution) -> Job:

@@ -25,7 +25,7 @@ from django_ray.registry import resolve_task
 from django_ray.retry import Retry, RetryPolicy, decide
 from django_ray.runtime.job import Outcome, describe_error
 from django_ray.runtime.jobs import RayJobEndedWithoutOutcome, job_error
-from django_ray.signals import execution_finished, executions_claimed
+from django_ray.signals import execution_finished, executions_claimed, executions_released
 
 logger = logging.getLogger("django_ray.worker")
 
@@ -105,6 +105,7 @@ def record_outcomes(
 
 
 def _discarded(row: TaskExecution) -> None:
+    _send_robust(executions_released, executions=[row], worker_id=row.worker)
     logger.warning(
         "Outcome of %s [%s] attempt %d discarded: the attempt no longer owns the row",
         row.task_path,
@@ -158,6 +159,12 @@ def announce(row: TaskExecution, outcome: Outcome) -> None:
     except InvalidTask:
         return  # no Task to describe: Django's receivers need one
     task_finished.send_robust(RayTaskBackend, task_result=to_task_result(row, task))
+
+
+def release(rows: list[TaskExecution], worker_id: str) -> None:
+    """Tell receivers this worker no longer tracks these attempts (no outcome recorded)."""
+    if rows:
+        _send_robust(executions_released, executions=rows, worker_id=worker_id)
 
 
 def _send_robust(signal: Signal, **kwargs: Any) -> None:

@@ -117,3 +117,13 @@ def slow_first_time(directory: str, seconds: float) -> int:
 @task(max_attempts=1)
 def big(size: int) -> str:
     return "x" * size
+
+
+@task
+def started_then_sleep(directory: str, token: str, seconds: float) -> str:
+    """Leave a file under ``token/started`` when an execution starts and one under
+    ``token/done`` when it ends, sleeping in between (fault tests count both)."""
+    mark_execution.call(str(Path(directory) / token), "started")
+    time.sleep(seconds)
+    mark_execution.call(str(Path(directory) / token), "done")
+    return token

@@ -58,6 +58,16 @@ class Command(BaseCommand):
             "handed back to the queue (default 30). Ray Jobs are left running for adoption.",
         )
         parser.add_argument(
+            "--metrics-port",
+            type=int,
+            help="Serve this worker's Prometheus metrics on this port (0: any free port).",
+        )
+        parser.add_argument(
+            "--metrics-address",
+            default="127.0.0.1",
+            help="Address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface).",
+        )
+        parser.add_argument(
             "--burst",
             action="store_true",
             help="Exit once no claimable task is left and nothing is in flight.",
@@ -94,6 +104,13 @@ class Command(BaseCommand):
             ),
             _dispatcher(runner, address, settings.ray_runtime_env),
         )
+        if options["metrics_port"] is not None:
+            from django_ray.metrics import serve_metrics
+
+            try:
+                serve_metrics(options["metrics_port"], options["metrics_address"])
+            except OSError as exc:
+                raise CommandError(f"--metrics-port {options['metrics_port']}: {exc}") from exc
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
             _stop_on_signals(stop)

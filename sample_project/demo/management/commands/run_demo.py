@@ -17,10 +17,12 @@ class Command(BaseCommand):
         results = [
             tasks.fibonacci.enqueue(30),
             tasks.fibonacci.enqueue(90),
+            tasks.count_primes.enqueue(1_000_000),
             tasks.word_count.enqueue("the quick brown fox jumps over the lazy dog the end"),
             tasks.slow_greeting.enqueue("Ray"),
             tasks.ratio.enqueue(22, 7),
             tasks.ratio.enqueue(1, 0),
+            tasks.flaky.enqueue(1),
         ]
         self.stdout.write(f"Enqueued {len(results)} tasks; running a worker until they finish.")
         started = time.monotonic()
@@ -34,5 +36,6 @@ class Command(BaseCommand):
             else:
                 outcome = result.errors[-1].traceback.strip().splitlines()[-1]
             self.stdout.write(
-                f"  {result.task.name:<14} {result.args!r:<40} {result.status:<10} {outcome}"
+                f"  {result.task.name:<14} {result.args!r:<40} {result.status:<10} "
+                f"{outcome} (attempts: {result.attempts})"
             )

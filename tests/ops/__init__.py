@@ -1,0 +1,1 @@
+"""Operating django-ray: metrics, the sample project, Docker files and the docs."""
