@@ -34,8 +34,13 @@ def main(argv: list[str]) -> int:
         return 0
     print(f"Running {row.task_path} [{execution_id}] attempt {attempt}", flush=True)
     outcome = run_job(job_for(row))
+    # The job's fence is its attempt and claim token. The worker monitoring it
+    # may have changed meanwhile (adopted after its first worker died), so the
+    # outcome is applied to the row as it is now, not as it was at start.
+    current = TaskExecution.objects.owned_by(execution_id, attempt, claim_token).first()
     with transaction.atomic():
-        owned = apply_outcome(row, outcome, timezone.now())
+        owned = current is not None and apply_outcome(current, outcome, timezone.now())
+    row = current or row
     if not owned:
         print("The row was taken over while the task ran; this outcome was not recorded.")
     elif outcome.error:

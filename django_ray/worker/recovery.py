@@ -7,6 +7,10 @@
   they go to the retry policy at once.
 - The stuck rule: a RUNNING row with neither a live worker lease nor a monitor
   heartbeat for ``STUCK_TASK_TIMEOUT_SECONDS`` is a lost attempt.
+- A RUNNING row that names this worker but that it does not track is a claim
+  whose reply was lost (the connection dropped after the COMMIT, before the
+  claimed rows were read): nothing was submitted, so it goes back to the queue.
+  The worker's live lease would otherwise keep it RUNNING for ever.
 
 Each pass handles a bounded batch, through the index on RUNNING rows.
 """
@@ -40,11 +44,11 @@ class WorkerLost(Exception):
 def recover(worker: Worker, now: datetime | None = None) -> int:
     """One recovery pass over orphaned rows of the worker's queues; returns rows handled."""
     now = now or timezone.now()
+    handled = _hand_back_untracked(worker)
     stuck_before = now - timedelta(seconds=get_settings().stuck_task_timeout_seconds)
     orphans = list(
         TaskExecution.objects.orphaned(worker.options.queues, worker.options.backend)[:BATCH]
     )
-    handled = 0
     for row in orphans:
         if row.runner == Runner.RAY_JOB and hasattr(worker.dispatcher, "job_status"):
             if _adopt_job(worker, row, now):
@@ -57,6 +61,32 @@ def recover(worker: Worker, now: datetime | None = None) -> int:
         if heartbeat is None or heartbeat < stuck_before:
             handled += _lose(row, now, f"no worker lease or monitor heartbeat since {heartbeat}")
     return handled
+
+
+def _hand_back_untracked(worker: Worker) -> int:
+    """Put back in the queue the rows this worker claimed but never saw.
+
+    Recovery runs in the loop's thread between claims, and a claimed row is
+    tracked before it is submitted, so an untracked row of this worker was
+    never submitted.
+    """
+    untracked = list(
+        TaskExecution.objects.running()
+        .filter(worker=worker.worker_id)
+        .exclude(pk__in=list(worker._running))[:BATCH]
+    )
+    handed = 0
+    for row in untracked:
+        if row.hand_back():
+            handed += 1
+            logger.warning(
+                "Handed %s [%s] attempt %d back to the queue: claimed by this worker, "
+                "but the claim's reply was lost",
+                row.task_path,
+                row.pk,
+                row.attempt,
+            )
+    return handed
 
 
 def _adopt_job(worker: Worker, row: TaskExecution, now: datetime) -> bool:

@@ -121,9 +121,11 @@ def big(size: int) -> str:
 
 @task
 def started_then_sleep(directory: str, token: str, seconds: float) -> str:
-    """Leave a file under ``token/started`` when an execution starts and one under
-    ``token/done`` when it ends, sleeping in between (fault tests count both)."""
-    mark_execution.call(str(Path(directory) / token), "started")
+    """Leave a file ``token/started/PID-*`` when an execution starts (PID: the process
+    running it) and one under ``token/done`` when it ends, sleeping in between."""
+    started = Path(directory) / token / "started" / f"{os.getpid()}-{uuid.uuid4().hex}"
+    started.parent.mkdir(parents=True, exist_ok=True)
+    started.touch()
     time.sleep(seconds)
     mark_execution.call(str(Path(directory) / token), "done")
     return token
