@@ -65,15 +65,15 @@ def connect(address: str | None, runtime_env: Mapping[str, Any], *, dashboard: b
         os.environ.setdefault(LOOPBACK_ONLY_ENV, "0")
     import ray
 
+    kind = classify_ray_address(address)
+    if kind == "jobs":
+        raise ImproperlyConfigured(
+            f"RAY_ADDRESS={address!r} is a Ray Jobs API address; the ray_core runner "
+            "needs a cluster address: 'auto', 'host:port' or 'ray://host:port'."
+        )
     with _lock:
         if ray.is_initialized():
             return address or "local"
-        kind = classify_ray_address(address)
-        if kind == "jobs":
-            raise ImproperlyConfigured(
-                f"RAY_ADDRESS={address!r} is a Ray Jobs API address; the ray_core runner "
-                "needs a cluster address: 'auto', 'host:port' or 'ray://host:port'."
-            )
         global connected_runtime_env
         connected_runtime_env = worker_runtime_env(runtime_env)
         options: dict[str, Any] = {
@@ -86,6 +86,20 @@ def connect(address: str | None, runtime_env: Mapping[str, Any], *, dashboard: b
         else:
             ray.init(address=address, **options)
         return address or "local"
+
+
+class RayUnavailable(Exception):
+    """Ray (the local raylet, the GCS or the Jobs API) does not answer; nothing was submitted."""
+
+
+def reconnect(address: str | None, runtime_env: Mapping[str, Any]) -> str:
+    """Drop this process's Ray connection and connect again (after the cluster restarted)."""
+    import ray
+
+    with _lock:
+        if ray.is_initialized():
+            ray.shutdown()
+    return connect(address, runtime_env)
 
 
 def jobs_api_url(address: str | None, runtime_env: Mapping[str, Any]) -> tuple[str, bool]:

@@ -26,10 +26,14 @@ class RayCoreDispatcher:
 
     runner = "ray_core"
 
-    def __init__(self, runtime_env: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, runtime_env: Mapping[str, Any] | None = None, *, address: str | None = None
+    ) -> None:
         import ray
 
         self._ray = ray
+        self._address = address
+        self._lost_errors = (ray.exceptions.RaySystemError, ray.exceptions.LocalRayletDiedError)
         self._runtime_env = dict(runtime_env or {})
         # Ray Core applies the runtime_env given at connect time to every task;
         # only if this dispatcher's differs (settings changed since) does each
@@ -46,11 +50,17 @@ class RayCoreDispatcher:
 
     def submit(self, job: Job) -> str:
         """Start the job on Ray; returns the Ray task id (the row's handle)."""
+        if not self._ray.is_initialized():
+            # Never let Ray start a cluster of its own here (it would, on first use).
+            raise connection.RayUnavailable("not connected to Ray")
         remote = self._remote
         options = self.ray_options(job.options)
         if options:
             remote = remote.options(**options)
-        ref = remote.remote(job)
+        try:
+            ref = remote.remote(job)
+        except self._lost_errors as exc:
+            raise connection.RayUnavailable(f"Ray Core refused a submission: {exc}") from exc
         self._in_flight[ref] = job
         self._refs[job.execution_id] = ref
         return str(ref.task_id().hex())
@@ -74,25 +84,53 @@ class RayCoreDispatcher:
             ray_options["runtime_env"] = self._call_env
         return ray_options
 
+    def reset(self) -> list[Outcome]:
+        """Connect to Ray again; what was in flight on the old connection is lost."""
+        connection.reconnect(self._address, self._runtime_env)  # raises while Ray is down
+        lost = [
+            Outcome.failure(
+                job, connection.RayUnavailable("Ray went away under the attempt"), lost=True
+            )
+            for job in self._in_flight.values()
+        ]
+        self._in_flight.clear()
+        self._refs.clear()
+        self._remote = self._ray.remote(max_retries=0, retry_exceptions=False)(run_job)
+        return lost
+
     def wait(self, timeout: float) -> list[Outcome]:
         """Outcomes of every job finished by now, waiting up to ``timeout`` for the first."""
         if not self._in_flight:
             return []
+        if not self._ray.is_initialized():
+            raise connection.RayUnavailable("not connected to Ray")
         refs = list(self._in_flight)
-        ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
-        if not ready:
-            return []
-        ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        try:
+            ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
+            if not ready:
+                return []
+            ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        except self._lost_errors as exc:
+            raise connection.RayUnavailable(f"Ray Core stopped answering: {exc}") from exc
         return [self._collect(ref) for ref in ready]
 
     def _collect(self, ref: Any) -> Outcome:
-        job = self._in_flight.pop(ref)
-        self._refs.pop(job.execution_id, None)
+        job = self._in_flight[ref]
         try:
             outcome: Outcome = self._ray.get(ref)
+        except self._lost_errors as exc:
+            # Not this task's loss: Ray itself is gone. The attempt stays in
+            # flight until reset() reconnects and reports it lost, once.
+            raise connection.RayUnavailable(f"Ray Core stopped answering: {exc}") from exc
         except Exception as exc:  # Ray's infrastructure errors: worker died, cancelled, lost
+            self._forget(ref)
             logger.warning(
                 "Ray lost attempt %s of execution %s: %s", job.attempt, job.execution_id, exc
             )
             return Outcome.failure(job, exc, lost=True)
+        self._forget(ref)
         return outcome
+
+    def _forget(self, ref: Any) -> None:
+        job = self._in_flight.pop(ref)
+        self._refs.pop(job.execution_id, None)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from django_ray.runtime.connection import merge_runtime_env, worker_runtime_env
+from django_ray.runtime.connection import RayUnavailable, merge_runtime_env, worker_runtime_env
 from django_ray.runtime.job import Job, Outcome, class_path
 
 logger = logging.getLogger("django_ray.runtime")
@@ -101,6 +101,8 @@ class RayJobDispatcher:
             if "already exists" not in str(exc):
                 raise
             logger.info("Ray job %s already exists; monitoring it instead of resubmitting", sid)
+        except OSError as exc:  # requests' connection errors are OSErrors
+            raise RayUnavailable(f"The Ray Jobs API at {self.dashboard_url}: {exc}") from exc
         self._in_flight[sid] = job
         return sid
 
@@ -116,8 +118,16 @@ class RayJobDispatcher:
         self._next_poll = time.monotonic() + self._poll_seconds
         return self.poll()
 
+    def reset(self) -> list[Outcome]:
+        """Nothing to reconnect (HTTP); jobs keep running on the cluster and are polled again."""
+        return []
+
     def poll(self) -> list[Outcome]:
-        details = {job.submission_id: job for job in self._client.list_jobs()}
+        try:
+            listed = self._client.list_jobs()
+        except OSError as exc:
+            raise RayUnavailable(f"The Ray Jobs API at {self.dashboard_url}: {exc}") from exc
+        details = {job.submission_id: job for job in listed}
         outcomes = []
         for sid, job in list(self._in_flight.items()):
             detail = details.get(sid)

@@ -14,9 +14,10 @@ from typing import Protocol
 from django.utils import timezone
 
 from django_ray.models import TaskExecution
+from django_ray.runtime.connection import RayUnavailable
 from django_ray.runtime.job import Job, Outcome
 from django_ray.worker.leases import Lease
-from django_ray.worker.outage import DATABASE_ERRORS, DatabaseOutage
+from django_ray.worker.outage import DATABASE_ERRORS, Outage
 from django_ray.worker.record import announce_started, record_outcomes, release
 from django_ray.worker.recovery import recover
 from django_ray.worker.summary import Summary
@@ -196,14 +197,35 @@ class Worker:
             runner=self.dispatcher.runner,
             backend=self.options.backend,
         )
-        for row in rows:
+        for index, row in enumerate(rows):
             self._running[str(row.pk)] = row
-            row.ray_handle = self.dispatcher.submit(job_for(row))
+            try:
+                row.ray_handle = self.dispatcher.submit(job_for(row))
+            except RayUnavailable:
+                self._hand_back(rows[index:])  # never submitted: not an attempt lost
+                rows = rows[:index]
+                if rows:
+                    TaskExecution.objects.set_ray_handles(rows)
+                    announce_started(rows, self.worker_id)
+                raise
         if rows:
             TaskExecution.objects.set_ray_handles(rows)
             self.summary.claimed += len(rows)
             announce_started(rows, self.worker_id)
         return len(rows)
+
+    def reconnect_ray(self) -> None:
+        """After Ray went away: connect again; attempts in flight on it are lost attempts."""
+        try:
+            self._unrecorded.extend(self.dispatcher.reset())  # type: ignore[attr-defined]
+        except Exception as exc:  # still down: the next pass backs off and tries again
+            logger.error("Ray is still unavailable: %s", exc)
+
+    def _hand_back(self, rows: list[TaskExecution]) -> None:
+        for row in rows:
+            self._running.pop(str(row.pk), None)
+            row.hand_back()
+        release(rows, self.worker_id)
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Loop until ``stop`` is set (or, in burst mode, until nothing is left to do).
@@ -222,7 +244,7 @@ class Worker:
             self.options.concurrency,
             self.options.ray_address or "local (embedded)",
         )
-        outage = DatabaseOutage()
+        outage = Outage()
         try:
             while not stop.is_set():
                 try:
@@ -232,7 +254,11 @@ class Worker:
                     )
                     outage.over()
                 except DATABASE_ERRORS as exc:
-                    stop.wait(outage.wait_after(exc))
+                    stop.wait(outage.wait_after(exc, "Database"))
+                    continue
+                except RayUnavailable as exc:
+                    stop.wait(outage.wait_after(exc, "Ray"))
+                    self.reconnect_ray()
                     continue
                 if self.in_flight or tick.claimed or tick.recorded or collected:
                     continue  # busy: a recorded failure may be due again at once

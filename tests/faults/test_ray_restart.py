@@ -12,14 +12,6 @@ from tests.testapp import tasks
 
 pytestmark = [pytest.mark.ray, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
-RECONNECT_GAP = (
-    "The ray_core worker connects to Ray once per process (connection.connect) and never "
-    "reconnects: once the cluster goes down, every submission comes back at once as "
-    "LocalRayletDiedError, which the loop records as a lost attempt and claims again with no "
-    "backoff, so in-flight and READY tasks burn MAX_TASK_ATTEMPTS in seconds and end FAILED; "
-    "after Ray is back, submissions still hang about 60 s and fail with LocalRayletDiedError."
-)
-
 
 @pytest.fixture
 def own_cluster():
@@ -32,7 +24,6 @@ def own_cluster():
         cluster.stop()
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=RECONNECT_GAP)
 def test_f3_ray_restarted_under_a_worker(spawn, own_cluster, markers):
     worker = spawn(cluster=own_cluster, concurrency=2)
     worker.worker_id()

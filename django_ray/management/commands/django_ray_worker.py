@@ -148,7 +148,7 @@ def _dispatcher(runner: str, address: str | None, runtime_env: Any) -> Dispatche
     from django_ray.runtime.core import RayCoreDispatcher
 
     connection.connect(address, runtime_env)
-    return RayCoreDispatcher(runtime_env)
+    return RayCoreDispatcher(runtime_env, address=address)
 
 
 def _queues(given: list[str] | None, configured: set[str]) -> list[str]:

@@ -1,0 +1,263 @@
+"""``RayPool``: a Celery execution pool whose tasks run on Ray.
+
+Select it with ``celery -A proj worker -P django_ray``, ``worker_pool =
+"celery_bridge.pool:RayPool"``, or ``CELERY_CUSTOM_WORKER_POOL`` and ``-P custom``.
+Kombu keeps transport and acknowledgements in the worker; each task runs
+Celery's own tracer in a Ray worker process (see :mod:`celery_bridge.remote`),
+and the tracer's outcome comes back to Celery's callbacks. ``-c N`` is the
+number of tasks in flight on Ray.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from queue import Empty, SimpleQueue
+from typing import Any
+
+from celery import Celery, current_app
+from celery.concurrency.base import BasePool
+
+from celery_bridge.completion import FINAL, Completion, CompletionWatcher, Job, Kind
+from celery_bridge.config import (
+    APP_ENV,
+    app_path,
+    bridge_settings,
+    check_serializers,
+    forwarded_environ,
+    retry_policy,
+)
+from celery_bridge.dispatch import CeleryDispatcher
+from celery_bridge.records import NO_RECORDS, ExecutionRecords, records_for
+from celery_bridge.remote import AppSpec
+from django_ray.runtime import connection
+from django_ray.runtime.connection import merge_runtime_env
+
+logger = logging.getLogger("celery_bridge")
+
+
+class ApplyResult:
+    """What the worker keeps of one applied task: enough to terminate it."""
+
+    def __init__(self, pool: RayPool, job: Job) -> None:
+        self._pool = pool
+        self.job = job
+
+    def terminate(self, signal: int | None = None) -> None:
+        self._pool.terminate_job(self.job.number, signal)
+
+
+class RayPool(BasePool):
+    """Runs each task's tracer on Ray; a watcher thread brings the outcomes back."""
+
+    # The worker's semaphore holds a task until a slot is free, so ``-c N`` is
+    # the number on Ray; the pool releases a slot once Celery has the outcome.
+    uses_semaphore = True
+    # Callbacks and acks run on the event loop; a signal handler only sets a flag.
+    signal_safe = False
+    body_can_be_buffer = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.app: Celery = self.app or current_app._get_current_object()
+        check_serializers(self.app)
+        self._semaphore = self.options.get("semaphore")
+        self._hostname = str((self.options.get("initargs") or (None, None))[1] or "celery")
+        self._numbers = itertools.count(1)
+        self._slots = threading.Condition()
+        self._held = 0
+        self._fire_lock = threading.RLock()
+        self._ready: SimpleQueue[Completion] = SimpleQueue()
+        self._hub: Any = None
+        self._draining = False
+        self._dispatcher: CeleryDispatcher | None = None
+        self._watcher: CompletionWatcher | None = None
+        self._records: ExecutionRecords = NO_RECORDS
+
+    def on_start(self) -> None:
+        app = self.app
+        settings = bridge_settings(app)
+        spec = AppSpec(path=app_path(app), hostname=self._hostname)
+        env_vars = {**forwarded_environ(os.environ), APP_ENV: spec.path}
+        runtime_env = merge_runtime_env(settings.runtime_env, {"env_vars": env_vars})
+        with _worker_process_kept():
+            connection.connect(settings.ray_address, runtime_env)
+        self._dispatcher = CeleryDispatcher(spec, runtime_env, settings.ray_options)
+        self._watcher = CompletionWatcher(
+            self._dispatcher, self._deliver, lambda: retry_policy(app)
+        )
+        self._records = records_for(settings, self._hostname)
+        self._watcher.start()
+        logger.info(
+            "django_ray pool started: app=%s ray=%s limit=%s",
+            *(spec.path, self._dispatcher.address, self.limit),
+        )
+
+    def register_with_event_loop(self, loop: Any) -> None:
+        self._hub = loop
+
+    def on_apply(
+        self,
+        target: Any,
+        args: tuple[Any, ...] | list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        callback: Any = None,
+        accept_callback: Any = None,
+        error_callback: Any = None,
+        timeout_callback: Any = None,
+        soft_timeout: float | None = None,
+        timeout: float | None = None,
+        **_: Any,
+    ) -> ApplyResult:
+        # ``target`` is fast_trace_task or trace_task_ret; on Ray, the bootstrapped
+        # app always runs fast_trace_task with the same arguments.
+        assert self._watcher is not None, "the pool is not started"
+        trace_args = tuple(args or ())
+        task = self.app.tasks.get(trace_args[0])
+        job = Job(
+            number=next(self._numbers),
+            trace_args=trace_args,
+            callback=callback,
+            error_callback=error_callback,
+            timeout_callback=timeout_callback,
+            soft_timeout=soft_timeout or self.options.get("soft_timeout"),
+            hard_timeout=timeout or self.options.get("timeout"),
+            ray_options=dict(getattr(task, "ray_options", None) or {}),
+        )
+        self._take_slot()
+        with self._fire_lock:
+            if accept_callback:
+                accept_callback(job.number, time.monotonic())
+            self._watcher.submit(job)
+            self._records.started(job)
+        return ApplyResult(self, job)
+
+    def terminate_job(self, pid: int, signal: int | None = None) -> None:
+        """Revoke with terminate: cancel the task on Ray, killing its worker process."""
+        if self._watcher is not None:
+            self._watcher.cancel(pid, "terminated")
+
+    def on_stop(self) -> None:
+        """Warm shutdown: wait for every task on Ray and fire its callbacks (acks) here."""
+        if self._watcher is None:
+            return
+        self._watcher.stop()
+        self._draining = True
+        self._fire_ready()
+        while self._watcher.jobs:
+            self._watcher.poll(0.1, draining=True)
+        self._fire_ready()
+
+    def on_terminate(self) -> None:
+        """Cold shutdown: cancel what runs on Ray; unacked messages are redelivered."""
+        if self._watcher is not None:
+            self._draining = True
+            self._watcher.cancel_all()
+            self._watcher.stop()
+
+    def grow(self, n: int = 1) -> None:
+        self.limit += n
+        if self._semaphore is not None:
+            self._semaphore.grow(n)
+        with self._slots:
+            self._slots.notify_all()
+
+    def shrink(self, n: int = 1) -> None:
+        if self.limit - n < 1:
+            raise ValueError(f"Can't shrink the pool below 1 task in flight (limit {self.limit}).")
+        self.limit -= n
+        if self._semaphore is not None:
+            self._semaphore.shrink(n)
+
+    def _get_info(self) -> dict[str, Any]:
+        info = super()._get_info()
+        jobs = self._watcher.jobs if self._watcher is not None else []
+        info.update(
+            {
+                "max-concurrency": self.limit,
+                "in-flight": len(jobs),
+                "ray-address": self._dispatcher.address if self._dispatcher else None,
+                "ray-tasks": sorted(job.handle for job in jobs if job.handle),
+            }
+        )
+        return info
+
+    def _take_slot(self) -> None:
+        # With the event loop the worker's semaphore already holds the task back;
+        # without it (threaded consumer) the pool blocks here, as billiard's putlocks do.
+        with self._slots:
+            while self._semaphore is None and self.putlocks and self._held >= self.limit:
+                self._slots.wait()
+            self._held += 1
+
+    def _release_slot(self) -> None:
+        with self._slots:
+            self._held -= 1
+            self._slots.notify()
+        if self._semaphore is not None:
+            self._semaphore.release()
+
+    def _deliver(self, completion: Completion) -> None:
+        """From the watcher: fire on the event loop's thread, or here when there is none."""
+        if self._hub is not None and not self._draining:
+            self._ready.put(completion)
+            self._hub.call_soon(self._fire_ready)
+        else:
+            self._fire(completion)
+
+    def _fire_ready(self) -> None:
+        while True:
+            try:
+                completion = self._ready.get_nowait()
+            except Empty:
+                return
+            self._fire(completion)
+
+    def _fire(self, completion: Completion) -> None:
+        job, kind, value = completion.job, completion.kind, completion.value
+        with self._fire_lock:
+            try:
+                if kind is Kind.RESULT and job.callback:
+                    job.callback(value)
+                elif kind is Kind.ERROR and job.error_callback:
+                    job.error_callback(value)
+                elif kind in (Kind.SOFT_TIMEOUT, Kind.HARD_TIMEOUT) and job.timeout_callback:
+                    job.timeout_callback(kind is Kind.SOFT_TIMEOUT, value)
+            except Exception:
+                logger.exception("django_ray pool: Celery's %s callback for %s failed", kind, job)
+            finally:
+                self._records.record(completion)
+                if kind in FINAL:
+                    self._release_slot()
+
+
+@contextmanager
+def _worker_process_kept() -> Iterator[None]:
+    """Connect to Ray without taking over the worker's output and signal handlers.
+
+    ``ray.init`` enables ``faulthandler`` on ``sys.stderr``, which needs a file
+    descriptor (a worker that redirects its output has a logging proxy there), and
+    replaces the SIGTERM handler with one that exits, which would turn Celery's
+    warm shutdown into an abrupt one.
+    """
+    saved_streams = sys.stdout, sys.stderr
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    saved_handlers = {sig: signal.getsignal(sig) for sig in _KEPT_SIGNALS}
+    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved_streams
+        for sig, handler in saved_handlers.items():
+            if in_main_thread and handler is not None and signal.getsignal(sig) != handler:
+                signal.signal(sig, handler)
+
+
+_KEPT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1)

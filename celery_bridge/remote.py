@@ -1,0 +1,148 @@
+"""What runs inside a Ray worker: the Celery app, bootstrapped once per process, runs the tracer.
+
+The bootstrap is the one prefork gives a child started as a fresh interpreter
+(loader init, worker optimizations, one tracer per task, the Django fixup,
+``worker_process_init``), so ``bind=True``, ``self.retry``, ``update_state``,
+task signals and canvas behave as under prefork. The app travels as its import
+path, never pickled: the worker imports it as ``celery -A`` did.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import FrameType, SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+
+@dataclass(frozen=True, slots=True)
+class AppSpec:
+    """How a Ray worker finds and sets up the worker's Celery app."""
+
+    path: str
+    hostname: str
+
+
+_booted: tuple[AppSpec, Celery] | None = None
+_boot_lock = threading.Lock()
+
+
+def bootstrap(spec: AppSpec) -> Celery:
+    """The app of ``spec``, set up in this process on the first call."""
+    global _booted
+    with _boot_lock:
+        if _booted is None:
+            _booted = (spec, _set_up(spec))
+        booted_spec, app = _booted
+    if booted_spec.path != spec.path:
+        raise RuntimeError(
+            f"This Ray worker runs the Celery app {booted_spec.path!r}; it cannot also run "
+            f"{spec.path!r} (each app gets Ray workers of its own through its runtime_env)."
+        )
+    return app
+
+
+def _set_up(spec: AppSpec) -> Celery:
+    from celery import signals
+    from celery._state import _set_task_join_will_block
+    from celery.app import base as app_base
+    from celery.app import trace
+    from celery.app.utils import find_app
+    from celery.worker import state as worker_state
+
+    # A fresh interpreter, as prefork's spawn children are: @app.task binds lazily
+    # to the current app, and the Django fixup validates models again.
+    os.environ["FORKED_BY_MULTIPROCESSING"] = "1"
+    app_base.USING_EXECV = True
+    _set_task_join_will_block(True)
+    app: Celery = find_app(spec.path)
+    app.loader.init_worker()
+    app.loader.init_worker_process()
+    app.log.setup(
+        int(os.environ.get("CELERY_LOG_LEVEL") or 0) or None,
+        None,
+        redirect_stdouts=False,
+        colorize=False,
+        hostname=spec.hostname,
+    )
+    trace.setup_worker_optimizations(app, spec.hostname)
+    for name, task in app.tasks.items():
+        task.__trace__ = trace.build_tracer(name, task, app.loader, spec.hostname, app=app)
+    worker_state.reset_state()
+    _install_django_fixup(app)
+    signals.worker_process_init.send(sender=spec.hostname)
+    atexit.register(
+        lambda: signals.worker_process_shutdown.send(
+            sender=spec.hostname, pid=os.getpid(), exitcode=0
+        )
+    )
+    return app
+
+
+def _install_django_fixup(app: Celery) -> None:
+    """What ``worker_init`` does for the Django fixup in the worker: per-task DB cleanup.
+
+    Only the fixup: ``worker_init`` itself is the worker's signal, as under prefork,
+    where pool children never receive it.
+    """
+    from celery.fixups.django import DjangoFixup
+
+    node = SimpleNamespace(app=app, pool_cls="celery_bridge.pool:RayPool")
+    for fixup in getattr(app, "_fixups", ()):
+        if isinstance(fixup, DjangoFixup):
+            fixup.on_worker_init(sender=node)
+
+
+def run_traced(
+    spec: AppSpec,
+    name: str,
+    task_id: str,
+    request: dict[str, Any],
+    body: bytes,
+    content_type: str,
+    content_encoding: str,
+    soft_time_limit: float | None = None,
+) -> tuple[int, Any, float]:
+    """Celery's tracer on one message: ``(failed, result or ExceptionInfo, runtime)``."""
+    from celery.app import trace
+    from kombu.serialization import prepare_accept_content
+
+    app = bootstrap(spec)
+    where = [app._tasks, prepare_accept_content(app.conf.accept_content), spec.hostname]
+    with soft_limit(soft_time_limit):
+        result: tuple[int, Any, float] = trace.fast_trace_task(
+            name, task_id, request, body, content_type, content_encoding, _loc=where
+        )
+    return result
+
+
+@contextmanager
+def soft_limit(seconds: float | None) -> Iterator[None]:
+    """Raise ``SoftTimeLimitExceeded`` in this thread after ``seconds``, as prefork's child does.
+
+    Ray runs a task in its worker's main thread, where ``SIGALRM`` can interrupt it.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGALRM, _raise_soft_time_limit)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _raise_soft_time_limit(signum: int, frame: FrameType | None) -> None:
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    raise SoftTimeLimitExceeded()
