@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from django_ray.models import State, TaskExecution
+from django_ray.models import Origin, State, TaskExecution
 from django_ray.operations import count_tasks
 from django_ray.querysets import JSONAppend
 
@@ -25,11 +25,18 @@ CANCELLED_ERROR = "django_ray.cancel.TaskCancelled"
 class Retried:
     retried: int
     skipped: int
+    from_celery: int = 0
 
     def __str__(self) -> str:
         text = f"Retried {count_tasks(self.retried)}"
         if self.skipped:
             text += f"; {self.skipped} skipped because {_they(self.skipped)} not FAILED"
+        if self.from_celery:
+            they = "it" if self.from_celery == 1 else "they"
+            text += (
+                f"; {self.from_celery} skipped because {they} came from Celery "
+                "(send them again through Celery)"
+            )
         return text + "."
 
 
@@ -60,10 +67,15 @@ def retry_failed(rows: QuerySet[TaskExecution]) -> Retried:
     claim is the next attempt, and the history stays readable.
     """
     selected = rows.count()
-    retried = rows.filter(state=State.FAILED).update(
-        state=State.READY, run_after=None, cancelled_at=None, finished_at=None
+    from_celery = rows.filter(origin=Origin.CELERY).count()
+    retried = (
+        rows.filter(state=State.FAILED)
+        .exclude(origin=Origin.CELERY)
+        .update(state=State.READY, run_after=None, cancelled_at=None, finished_at=None)
     )
-    return Retried(retried=retried, skipped=selected - retried)
+    return Retried(
+        retried=retried, skipped=selected - retried - from_celery, from_celery=from_celery
+    )
 
 
 def cancel(

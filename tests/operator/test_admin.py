@@ -309,3 +309,21 @@ def test_tasks_and_workers_cannot_be_added_or_edited(admin_client):
     assert TaskExecution.objects.get(pk=row.pk).state == "READY"
     delete = reverse("admin:django_ray_workerlease_delete", args=["w1"])
     assert admin_client.get(delete).status_code == 403
+
+
+@pytest.mark.django_db
+def test_retry_leaves_celery_rows_to_celery():
+    from django_ray.operations.interventions import retry_failed
+
+    celery_row = TaskExecution.objects.create(
+        task_path="proj.tasks.send", state="FAILED", origin="celery", celery_task_id="c-1"
+    )
+    django_row = TaskExecution.objects.create(task_path="tests.testapp.tasks.add", state="FAILED")
+
+    outcome = retry_failed(TaskExecution.objects.filter(pk__in=[celery_row.pk, django_row.pk]))
+
+    assert str(outcome) == (
+        "Retried 1 task; 1 skipped because it came from Celery (send them again through Celery)."
+    )
+    celery_row.refresh_from_db()
+    assert celery_row.state == "FAILED"
