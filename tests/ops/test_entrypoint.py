@@ -29,6 +29,7 @@ READ = (
     "RAY_AUTH_TOKEN_PATH",
     "RAY_HEAD_ADDRESS",
     "CELERY_POOL",
+    "CELERY_LOG_LEVEL",  # an in-process Celery worker of another test sets it
     "PORT",
 )
 
