@@ -8,32 +8,12 @@ from pathlib import Path
 
 from django_ray.conf import DEFAULTS
 
+# The settings contract's keys and defaults, written out once, in tests/unit/test_conf.py.
+from tests.unit.test_conf import CONTRACT
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
-# The settings contract (shared/seed-configuration.md, "All Settings"): every key
-# and its default, in the contract's order.
-CONTRACT = {
-    "RAY_ADDRESS": None,
-    "RAY_RUNTIME_ENV": {},
-    "RUNNER": "ray_job",
-    "DEFAULT_CONCURRENCY": 10,
-    "MAX_TASK_ATTEMPTS": 3,
-    "RETRY_BACKOFF_SECONDS": 60,
-    "RETRY_EXCEPTION_DENYLIST": [],
-    "STUCK_TASK_TIMEOUT_SECONDS": 300,
-    "WORKER_LEASE_SECONDS": 60,
-    "WORKER_HEARTBEAT_SECONDS": 15,
-    "MAX_RESULT_SIZE_BYTES": 1048576,
-    "RESULT_STORAGE_BACKEND": "digest",
-    "RESULT_STORAGE_FILESYSTEM_PATH": None,
-    "RESULT_STORAGE_S3_BUCKET": None,
-    "RESULT_STORAGE_S3_PREFIX": "django-ray/results",
-    "RESULT_STORAGE_S3_REGION": None,
-    "RESULT_STORAGE_S3_ENDPOINT_URL": None,
-    "RESULT_STORAGE_GCS_BUCKET": None,
-    "RESULT_STORAGE_GCS_PREFIX": "django-ray/results",
-}
 # The contract's "Environment Variables" table.
 CONTRACT_ENVIRONMENT = (
     "RAY_ADDRESS",
