@@ -1,23 +1,20 @@
-"""The DJANGO_RAY contract: defaults, validation messages, caching and the startup skip rules."""
+"""DJANGO_RAY validation messages.
+
+Defaults are pinned in test_conf_defaults.py, start-up in test_conf_startup.py.
+"""
 
 import dataclasses
-import pathlib
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-from django.test import override_settings
 
 from django_ray.conf import (
-    DEFAULTS,
     DjangoRaySettingsError,
     RaySettings,
     classify_ray_address,
     get_settings,
-    validate_on_startup,
-    validation_skipped,
 )
 
 CONTRACT: dict[str, Any] = {
@@ -64,144 +61,6 @@ def problems_for(raw: Any) -> list[str]:
 
 def as_dict(ray_settings: RaySettings) -> dict[str, Any]:
     return {f.name: getattr(ray_settings, f.name) for f in dataclasses.fields(ray_settings)}
-
-
-# Defaults and the built value
-
-
-def test_defaults_are_exactly_the_contract_in_its_order() -> None:
-    assert list(DEFAULTS) == list(CONTRACT)
-    assert dict(DEFAULTS) == CONTRACT
-
-
-def test_empty_mapping_gives_every_default() -> None:
-    built = as_dict(RaySettings.from_mapping({}))
-
-    assert built == {
-        "ray_address": None,
-        "ray_runtime_env": {},
-        "runner": "ray_job",
-        "default_concurrency": 10,
-        "max_task_attempts": 3,
-        "retry_backoff_seconds": 60,
-        "retry_exception_denylist": (),
-        "stuck_task_timeout_seconds": 300,
-        "worker_lease_seconds": 60,
-        "worker_heartbeat_seconds": 15,
-        "max_result_size_bytes": 1048576,
-        "result_storage_backend": "digest",
-        "result_storage_filesystem_path": None,
-        "result_storage_s3_bucket": None,
-        "result_storage_s3_prefix": "django-ray/results",
-        "result_storage_s3_region": None,
-        "result_storage_s3_endpoint_url": None,
-        "result_storage_gcs_bucket": None,
-        "result_storage_gcs_prefix": "django-ray/results",
-    }
-
-
-def test_every_field_is_named_after_its_key() -> None:
-    names = [f.name for f in dataclasses.fields(RaySettings)]
-
-    assert names == [key.lower() for key in CONTRACT]
-
-
-def test_given_values_are_kept() -> None:
-    raw = {
-        "RAY_ADDRESS": "ray://ray-head-svc:10001",
-        "RAY_RUNTIME_ENV": {"env_vars": {"A": "1"}},
-        "RUNNER": "ray_core",
-        "DEFAULT_CONCURRENCY": 50,
-        "MAX_TASK_ATTEMPTS": 5,
-        "RETRY_BACKOFF_SECONDS": 0,
-        "RETRY_EXCEPTION_DENYLIST": ["builtins.ValueError", "myapp.errors.PermanentError"],
-        "STUCK_TASK_TIMEOUT_SECONDS": 600,
-        "WORKER_LEASE_SECONDS": 120,
-        "WORKER_HEARTBEAT_SECONDS": 30,
-        "MAX_RESULT_SIZE_BYTES": 1,
-        "RESULT_STORAGE_BACKEND": "s3",
-        "RESULT_STORAGE_S3_BUCKET": "results",
-        "RESULT_STORAGE_S3_PREFIX": "",
-        "RESULT_STORAGE_S3_REGION": "eu-west-1",
-        "RESULT_STORAGE_S3_ENDPOINT_URL": "http://minio:9000",
-    }
-
-    built = RaySettings.from_mapping(raw)
-
-    assert built.ray_address == "ray://ray-head-svc:10001"
-    assert built.ray_address_kind == "client"
-    assert built.ray_runtime_env == {"env_vars": {"A": "1"}}
-    assert built.runner == "ray_core"
-    assert built.default_concurrency == 50
-    assert built.max_task_attempts == 5
-    assert built.retry_backoff_seconds == 0
-    assert built.retry_exception_denylist == ("builtins.ValueError", "myapp.errors.PermanentError")
-    assert built.stuck_task_timeout_seconds == 600
-    assert built.worker_lease_seconds == 120
-    assert built.worker_heartbeat_seconds == 30
-    assert built.max_result_size_bytes == 1
-    assert built.result_storage_backend == "s3"
-    assert built.result_storage_s3_bucket == "results"
-    assert built.result_storage_s3_prefix == ""
-    assert built.result_storage_s3_region == "eu-west-1"
-    assert built.result_storage_s3_endpoint_url == "http://minio:9000"
-
-
-def test_settings_are_frozen() -> None:
-    built = RaySettings.from_mapping({})
-
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        built.runner = "ray_core"  # type: ignore[misc]
-
-
-def test_mutable_defaults_are_not_shared() -> None:
-    first = RaySettings.from_mapping({})
-    second = RaySettings.from_mapping({})
-
-    assert first.ray_runtime_env is not second.ray_runtime_env
-    assert first.ray_runtime_env is not DEFAULTS["RAY_RUNTIME_ENV"]
-    with pytest.raises(TypeError):
-        first.ray_runtime_env["pip"] = ["requests"]  # type: ignore[index]
-    with pytest.raises(TypeError):
-        DEFAULTS["RUNNER"] = "ray_core"  # type: ignore[index]
-    assert DEFAULTS["RAY_RUNTIME_ENV"] == {}
-    assert DEFAULTS["RETRY_EXCEPTION_DENYLIST"] == []
-    assert isinstance(first.retry_exception_denylist, tuple)
-
-
-def test_later_changes_to_the_given_values_do_not_leak_in() -> None:
-    runtime_env: dict[str, Any] = {"env_vars": {"A": "1"}}
-    denylist = ["builtins.KeyError"]
-    built = RaySettings.from_mapping(
-        {"RAY_RUNTIME_ENV": runtime_env, "RETRY_EXCEPTION_DENYLIST": denylist}
-    )
-
-    runtime_env["env_vars"]["A"] = "2"
-    denylist.append("builtins.OSError")
-
-    assert built.ray_runtime_env == {"env_vars": {"A": "1"}}
-    assert built.retry_exception_denylist == ("builtins.KeyError",)
-
-
-def test_filesystem_path_may_be_a_path_object_and_is_stored_as_str() -> None:
-    built = RaySettings.from_mapping(
-        {
-            "RESULT_STORAGE_BACKEND": "filesystem",
-            "RESULT_STORAGE_FILESYSTEM_PATH": pathlib.Path("/var/lib/django-ray"),
-        }
-    )
-
-    assert built.result_storage_filesystem_path == "/var/lib/django-ray"
-
-
-def test_denylist_may_be_a_tuple() -> None:
-    built = RaySettings.from_mapping({"RETRY_EXCEPTION_DENYLIST": ("builtins.ValueError",)})
-
-    assert built.retry_exception_denylist == ("builtins.ValueError",)
-
-
-def test_retry_backoff_of_zero_means_retry_at_once_and_is_valid() -> None:
-    assert RaySettings.from_mapping({"RETRY_BACKOFF_SECONDS": 0}).retry_backoff_seconds == 0
 
 
 # Validation messages
@@ -485,140 +344,6 @@ def test_locations_of_unused_backends_are_not_required() -> None:
 
     assert built.result_storage_s3_bucket is None
     assert built.result_storage_filesystem_path is None
-
-
-# get_settings and the setting_changed receiver
-
-
-def test_get_settings_reads_django_ray_and_is_cached() -> None:
-    with override_settings(DJANGO_RAY={"DEFAULT_CONCURRENCY": 7}):
-        assert get_settings().default_concurrency == 7
-        assert get_settings() is get_settings()
-
-
-def test_missing_django_ray_means_defaults() -> None:
-    with override_settings():
-        del settings.DJANGO_RAY
-        assert get_settings() == RaySettings.from_mapping({})
-
-
-def test_override_settings_rebuilds_and_restores() -> None:
-    with override_settings(DJANGO_RAY={"RUNNER": "ray_core"}):
-        outer = get_settings()
-        with override_settings(DJANGO_RAY={"RUNNER": "ray_job", "MAX_TASK_ATTEMPTS": 1}):
-            inner = get_settings()
-        assert get_settings() is not inner
-        assert get_settings() == outer
-
-    assert (outer.runner, inner.runner, inner.max_task_attempts) == ("ray_core", "ray_job", 1)
-
-
-def test_other_setting_changes_keep_the_cache() -> None:
-    with override_settings(DJANGO_RAY={}):
-        cached = get_settings()
-        with override_settings(USE_TZ=not settings.USE_TZ):
-            assert get_settings() is cached
-
-
-def test_get_settings_raises_for_invalid_settings_every_time() -> None:
-    with override_settings(DJANGO_RAY={"DEFAULT_CONCURRENCY": 0}):
-        for _ in range(2):
-            with pytest.raises(DjangoRaySettingsError):
-                get_settings()
-
-
-# Startup validation and its skip rules
-
-
-@pytest.mark.parametrize(
-    "command", ["migrate", "makemigrations", "showmigrations", "collectstatic"]
-)
-@pytest.mark.parametrize(
-    "program",
-    [
-        "manage.py",
-        "/srv/app/manage.py",
-        "/venv/bin/django-admin",
-        # `python -m django X`: runpy has replaced "-m" with the module's path by then.
-        "/venv/lib/python3.12/site-packages/django/__main__.py",
-    ],
-)
-def test_maintenance_commands_skip_validation(program: str, command: str) -> None:
-    assert validation_skipped([program, command, "--noinput"], {}) is True
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["manage.py", "runserver"],
-        ["manage.py", "django_ray_worker", "--queue", "default"],
-        ["manage.py", "test"],
-        ["manage.py", "help", "migrate"],
-        ["manage.py"],
-        ["gunicorn", "project.wsgi"],
-        [],
-    ],
-)
-def test_other_commands_do_not_skip_validation(argv: list[str]) -> None:
-    assert validation_skipped(argv, {}) is False
-
-
-@pytest.mark.parametrize("value", ["1", "true", "TRUE", "Yes", " yes ", "True\n"])
-def test_environment_variable_skips_validation(value: str) -> None:
-    environ = {"DJANGO_RAY_SKIP_VALIDATION": value}
-
-    assert validation_skipped(["manage.py", "runserver"], environ) is True
-
-
-@pytest.mark.parametrize("value", ["0", "no", "", "false", "on", "y"])
-def test_other_environment_values_do_not_skip_validation(value: str) -> None:
-    environ = {"DJANGO_RAY_SKIP_VALIDATION": value}
-
-    assert validation_skipped(["manage.py", "runserver"], environ) is False
-
-
-def test_validate_on_startup_returns_the_settings() -> None:
-    with override_settings(DJANGO_RAY={"RAY_ADDRESS": "auto"}):
-        validated = validate_on_startup(["manage.py", "runserver"], {})
-
-    assert validated is not None
-    assert validated.ray_address == "auto"
-
-
-def test_validate_on_startup_raises_for_invalid_settings() -> None:
-    with (
-        override_settings(DJANGO_RAY={"RUNNER": "celery"}),
-        pytest.raises(DjangoRaySettingsError) as caught,
-    ):
-        validate_on_startup(["manage.py", "django_ray_worker"], {})
-
-    assert caught.value.problems == [
-        'DJANGO_RAY["RUNNER"] must be "ray_job" or "ray_core"; got \'celery\'.'
-    ]
-
-
-@pytest.mark.parametrize(
-    ("argv", "environ"),
-    [
-        (["manage.py", "migrate"], {}),
-        (["manage.py", "runserver"], {"DJANGO_RAY_SKIP_VALIDATION": "1"}),
-    ],
-)
-def test_validate_on_startup_skips_even_invalid_settings(
-    argv: list[str], environ: dict[str, str]
-) -> None:
-    with override_settings(DJANGO_RAY={"RUNNER": "celery"}):
-        assert validate_on_startup(argv, environ) is None
-
-
-def test_validate_on_startup_defaults_to_the_process_argv_and_environ(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr("sys.argv", ["manage.py", "runserver"])
-    monkeypatch.setenv("DJANGO_RAY_SKIP_VALIDATION", "yes")
-
-    with override_settings(DJANGO_RAY={"RUNNER": "celery"}):
-        assert validate_on_startup() is None
 
 
 def test_an_object_store_backend_without_its_library_fails_validation(monkeypatch):
