@@ -100,7 +100,8 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
     ) -> list[TaskExecution]:
         """Move up to ``limit`` claimable rows to RUNNING for this worker and return them.
 
-        On PostgreSQL concurrent workers skip each other's locked rows; on
+        On PostgreSQL this is one statement: concurrent workers skip each
+        other's locked rows, and the rows come back from ``RETURNING``. On
         SQLite writers are serialized. Either way the UPDATE re-checks the
         READY state and stamps a fresh claim token, and only rows carrying
         that token are returned, so no row is ever claimed twice.
@@ -109,6 +110,12 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
             return []
         now = timezone.now()
         token = uuid.uuid4()
+        if self.db_connection.vendor == "postgresql":
+            rows = self._claim_in_one_statement(
+                limit, now=now, token=token, worker_id=worker_id, queues=list(queues),
+                runner=runner, backend=backend,
+            )  # fmt: skip
+            return sorted(rows, key=lambda row: (-row.priority, row.enqueued_at, str(row.pk)))
         with transaction.atomic(using=self.db):
             ids = list(
                 self.claimable(queues, now, backend)
@@ -132,6 +139,42 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
             self.filter(pk__in=ids, claim_token=token).order_by("-priority", "enqueued_at", "id")
         )
 
+    def _claim_in_one_statement(
+        self,
+        limit: int,
+        *,
+        now: datetime,
+        token: uuid.UUID,
+        worker_id: str,
+        queues: list[str],
+        runner: str,
+        backend: str,
+    ) -> list[TaskExecution]:
+        """PostgreSQL: lock, update and return the rows in one round trip, in autocommit.
+
+        The CTE with ``FOR UPDATE SKIP LOCKED`` is evaluated once (it has side
+        effects, so it is never inlined) and walks ``django_ray_claim_idx`` in
+        claim order; the UPDATE re-checks READY on the locked rows.
+        """
+        table = self.model._meta.db_table
+        columns = ", ".join(f't."{field.column}"' for field in self.model._meta.concrete_fields)
+        sql = (
+            f'WITH picked AS (SELECT id FROM "{table}" WHERE state = %s AND backend = %s '
+            "AND queue_name = ANY(%s) AND (run_after IS NULL OR run_after <= %s) "
+            "ORDER BY priority DESC, enqueued_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f'UPDATE "{table}" AS t SET state = %s, attempt = t.attempt + 1, '
+            "claim_token = %s, worker = %s, "
+            "worker_ids = COALESCE(t.worker_ids, '[]'::jsonb) || jsonb_build_array(%s::text), "
+            "runner = %s, started_at = COALESCE(t.started_at, %s), last_attempted_at = %s, "
+            "monitor_heartbeat_at = %s "
+            f"FROM picked WHERE t.id = picked.id AND t.state = %s RETURNING {columns}"
+        )
+        params = [
+            State.READY, backend, queues, now, limit,
+            State.RUNNING, token, worker_id, worker_id, runner, now, now, now, State.READY,
+        ]  # fmt: skip
+        return list(self.model.objects.db_manager(self.db).raw(sql, params))
+
     def record_successes(
         self, items: list[tuple[TaskExecution, Any, Any]], now: datetime
     ) -> set[str]:
@@ -147,28 +190,28 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
                 if row.record_success(value=value, reference=reference, finished_at=now)
             }
         table = self.model._meta.db_table
-        values = ", ".join(
-            ["(%s::uuid, %s::integer, %s::uuid, %s, %s::jsonb, %s::jsonb)"] * len(items)
-        )
-        params: list[Any] = [now]
-        for row, value, reference in items:
-            params += [
-                row.pk,
-                row.attempt,
-                row.claim_token,
-                row.worker,
-                None if value is None else json.dumps(value),
-                None if reference is None else json.dumps(reference),
-            ]
+        # One array per column: the statement has the same few placeholders
+        # whatever the batch size, so building it costs nothing per row.
+        columns = [
+            list(column)
+            for column in zip(
+                *[
+                    (row.pk, row.attempt, row.claim_token, row.worker, _json(value), _json(ref))
+                    for row, value, ref in items
+                ],
+                strict=True,
+            )
+        ]
         sql = (
             f"UPDATE \"{table}\" AS t SET state = 'SUCCESSFUL', finished_at = %s, "
             "monitor_heartbeat_at = NULL, result_data = v.result, result_reference = v.ref "
-            f"FROM (VALUES {values}) AS v(id, attempt, token, worker, result, ref) "
+            "FROM unnest(%s::uuid[], %s::integer[], %s::uuid[], %s::text[], %s::jsonb[], "
+            "%s::jsonb[]) AS v(id, attempt, token, worker, result, ref) "
             "WHERE t.id = v.id AND t.attempt = v.attempt AND t.claim_token = v.token "
             "AND t.worker = v.worker AND t.state = 'RUNNING' RETURNING t.id"
         )
         with self.db_connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(sql, [now, *columns])
             return {str(pk) for (pk,) in cursor.fetchall()}
 
     def set_ray_handles(self, rows: list[TaskExecution]) -> None:
@@ -179,18 +222,20 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
             self.bulk_update(rows, ["ray_handle"])  # type: ignore[arg-type]
             return
         table = self.model._meta.db_table
-        values = ", ".join(["(%s::uuid, %s)"] * len(rows))
-        params = [item for row in rows for item in (row.pk, row.ray_handle)]
         with self.db_connection.cursor() as cursor:
             cursor.execute(
                 f'UPDATE "{table}" AS t SET ray_handle = v.handle '
-                f"FROM (VALUES {values}) AS v(id, handle) WHERE t.id = v.id",
-                params,
+                "FROM unnest(%s::uuid[], %s::text[]) AS v(id, handle) WHERE t.id = v.id",
+                [[row.pk for row in rows], [row.ray_handle for row in rows]],
             )
 
     @property
     def db_connection(self) -> Any:
         return connections[self.db]
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
 
 
 class WorkerLeaseQuerySet(QuerySet["WorkerLease"]):

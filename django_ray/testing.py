@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from django.tasks import task_backends
 
 from django_ray.conf import get_settings
-from django_ray.runtime.execute import run_job
+from django_ray.runtime.execute import run_packed
 from django_ray.runtime.job import Job, Outcome
 from django_ray.worker.loop import Worker, WorkerOptions
 
@@ -32,7 +32,8 @@ class InProcessDispatcher:
 
     def submit(self, job: Job) -> str:
         self.submitted.append(job)
-        self._done.append(run_job(job))
+        # The same packed form as on Ray Core, so unit tests go through it too.
+        self._done.append(Outcome.unpack(job, run_packed(job.pack())))
         self.peak_in_flight = max(self.peak_in_flight, len(self._done))
         return f"in-process-{len(self.submitted)}"
 

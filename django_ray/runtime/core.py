@@ -8,7 +8,7 @@ from typing import Any
 
 from django_ray.runtime import connection
 from django_ray.runtime.connection import merge_runtime_env, worker_runtime_env
-from django_ray.runtime.execute import run_job
+from django_ray.runtime.execute import run_packed
 from django_ray.runtime.job import Job, Outcome
 from django_ray.tasks import RAY_OPTIONS
 
@@ -40,7 +40,7 @@ class RayCoreDispatcher:
         # call carry its own.
         own_env = worker_runtime_env(self._runtime_env)
         self._call_env = None if own_env == connection.connected_runtime_env else own_env
-        self._remote = ray.remote(max_retries=0, retry_exceptions=False)(run_job)
+        self._remote = ray.remote(max_retries=0, retry_exceptions=False)(run_packed)
         self._in_flight: dict[Any, Job] = {}
         self._refs: dict[str, Any] = {}
 
@@ -58,7 +58,7 @@ class RayCoreDispatcher:
         if options:
             remote = remote.options(**options)
         try:
-            ref = remote.remote(job)
+            ref = remote.remote(job.pack())
         except self._lost_errors as exc:
             raise connection.RayUnavailable(f"Ray Core refused a submission: {exc}") from exc
         self._in_flight[ref] = job
@@ -95,7 +95,7 @@ class RayCoreDispatcher:
         ]
         self._in_flight.clear()
         self._refs.clear()
-        self._remote = self._ray.remote(max_retries=0, retry_exceptions=False)(run_job)
+        self._remote = self._ray.remote(max_retries=0, retry_exceptions=False)(run_packed)
         return lost
 
     def wait(self, timeout: float) -> list[Outcome]:
@@ -112,12 +112,19 @@ class RayCoreDispatcher:
             ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
         except self._lost_errors as exc:
             raise connection.RayUnavailable(f"Ray Core stopped answering: {exc}") from exc
-        return [self._collect(ref) for ref in ready]
+        try:
+            packed = self._ray.get(ready)  # one call for the whole batch
+        except self._lost_errors as exc:
+            raise connection.RayUnavailable(f"Ray Core stopped answering: {exc}") from exc
+        except Exception:  # one of them was lost by Ray: sort them out one by one
+            return [self._collect(ref) for ref in ready]
+        pairs = zip(ready, packed, strict=True)
+        return [Outcome.unpack(self._forget(ref), outcome) for ref, outcome in pairs]
 
     def _collect(self, ref: Any) -> Outcome:
         job = self._in_flight[ref]
         try:
-            outcome: Outcome = self._ray.get(ref)
+            packed = self._ray.get(ref)
         except self._lost_errors as exc:
             # Not this task's loss: Ray itself is gone. The attempt stays in
             # flight until reset() reconnects and reports it lost, once.
@@ -128,9 +135,9 @@ class RayCoreDispatcher:
                 "Ray lost attempt %s of execution %s: %s", job.attempt, job.execution_id, exc
             )
             return Outcome.failure(job, exc, lost=True)
-        self._forget(ref)
-        return outcome
+        return Outcome.unpack(self._forget(ref), packed)
 
-    def _forget(self, ref: Any) -> None:
+    def _forget(self, ref: Any) -> Job:
         job = self._in_flight.pop(ref)
         self._refs.pop(job.execution_id, None)
+        return job

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from django_ray.runtime.job import Job, Outcome
 
@@ -57,6 +58,11 @@ def run_job(job: Job) -> Outcome:
         value=stored.inline,
         reference=stored.reference,
     )
+
+
+def run_packed(packed: Sequence[Any]) -> tuple[Any, Any, Any]:
+    """Ray Core's entry point: ``run_job`` on a packed ``Job``, its ``Outcome`` packed."""
+    return run_job(Job.unpack(packed)).pack()
 
 
 def _context(job: Job, task: Task) -> TaskContext:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import traceback as traceback_module
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,40 @@ class Job:
     worker_ids: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     claim_token: str = ""
+
+    def pack(self) -> tuple[Any, ...]:
+        """This job as plain values, the form it crosses to Ray Core in.
+
+        Ray serializes plain values without pickle; a dataclass would be
+        pickled and unpickled on every call, which costs more than the task
+        itself for small tasks (benchmark B1).
+        """
+        return (
+            self.execution_id, self.attempt, self.task_path, self.args, self.kwargs,
+            self.backend, self.takes_context, _iso(self.enqueued_at), _iso(self.started_at),
+            self.worker_ids, self.options, self.claim_token,
+        )  # fmt: skip
+
+    @classmethod
+    def unpack(cls, packed: Sequence[Any]) -> Job:
+        (
+            execution_id, attempt, task_path, args, kwargs, backend, takes_context,
+            enqueued_at, started_at, worker_ids, options, claim_token,
+        ) = packed  # fmt: skip
+        return cls(
+            execution_id=execution_id,
+            attempt=attempt,
+            task_path=task_path,
+            args=list(args),
+            kwargs=dict(kwargs),
+            backend=backend,
+            takes_context=takes_context,
+            enqueued_at=_from_iso(enqueued_at),
+            started_at=_from_iso(started_at),
+            worker_ids=list(worker_ids),
+            options=dict(options),
+            claim_token=claim_token,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +82,21 @@ class Outcome:
     def succeeded(self) -> bool:
         return self.error is None
 
+    def pack(self) -> tuple[Any, Any, Any]:
+        """What a Ray Core task sends back: the job it belongs to is known to the worker."""
+        return (self.value, self.reference, self.error)
+
+    @classmethod
+    def unpack(cls, job: Job, packed: Sequence[Any]) -> Outcome:
+        value, reference, error = packed
+        return cls(
+            execution_id=job.execution_id,
+            attempt=job.attempt,
+            value=value,
+            reference=reference,
+            error=error,
+        )
+
     @classmethod
     def failure(cls, job: Job, exc: BaseException, *, lost: bool = False) -> Outcome:
         return cls(
@@ -55,6 +105,14 @@ class Outcome:
             error=describe_error(exc),
             lost=lost,
         )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _from_iso(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
 
 
 def class_path(kind: type) -> str:

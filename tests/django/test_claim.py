@@ -76,7 +76,7 @@ def test_claim_waits_for_run_after():
     assert TaskExecution.objects.get(pk=later.id).state == "READY"
 
 
-def test_claim_takes_three_queries_whatever_the_batch_size():
+def test_claim_statements_do_not_grow_with_the_batch_size():
     for i in range(20):
         tasks.add.enqueue(i, i)
 
@@ -85,7 +85,45 @@ def test_claim_takes_three_queries_whatever_the_batch_size():
 
     assert len(claimed) == 20
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
-    assert [s for s in statements if s in {"SELECT", "UPDATE"}] == ["SELECT", "UPDATE", "SELECT"]
+    if connection.vendor == "postgresql":
+        # Lock, update and return the batch in one round trip, in autocommit.
+        assert statements == ["WITH"]
+    else:
+        assert [s for s in statements if s in {"SELECT", "UPDATE"}] == [
+            "SELECT",
+            "UPDATE",
+            "SELECT",
+        ]
+
+
+def test_claim_keeps_the_rows_of_other_backends_and_other_states():
+    ready = tasks.add.enqueue(1, 1)
+    TaskExecution.objects.filter(pk=ready.id).update(backend="other")
+    running = tasks.add.enqueue(2, 2)
+    TaskExecution.objects.filter(pk=running.id).update(state="RUNNING")
+    mine = tasks.add.enqueue(3, 3)
+
+    claimed = claim(10)
+
+    assert [str(row.pk) for row in claimed] == [mine.id]
+    assert TaskExecution.objects.get(pk=ready.id).state == "READY"
+    assert TaskExecution.objects.get(pk=running.id).attempt == 0
+
+
+def test_a_retry_keeps_its_first_start_and_appends_the_worker():
+    tasks.add.enqueue(1, 1)
+    (first,) = claim(1, worker="w1")
+    TaskExecution.objects.filter(pk=first.pk).update(state="READY")
+
+    (second,) = claim(1, worker="w2")
+
+    assert (second.attempt, second.worker_ids, second.started_at) == (
+        2,
+        ["w1", "w2"],
+        first.started_at,
+    )
+    assert second.last_attempted_at > first.last_attempted_at
+    assert second.claim_token != first.claim_token
 
 
 def test_an_outcome_from_a_stale_attempt_is_not_recorded():
