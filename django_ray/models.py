@@ -159,6 +159,8 @@ class TaskExecution(models.Model):
         attempt was adopted by another can no longer write over it.
         """
         fields.setdefault("monitor_heartbeat_at", None)
+        if self.ray_handle:  # the worker may not have written it yet (see the worker loop)
+            fields.setdefault("ray_handle", self.ray_handle)
         owned = TaskExecution.objects.owned_by(self.pk, self.attempt, self.claim_token).filter(
             worker=self.worker
         )

@@ -192,21 +192,16 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
         table = self.model._meta.db_table
         # One array per column: the statement has the same few placeholders
         # whatever the batch size, so building it costs nothing per row.
-        columns = [
-            list(column)
-            for column in zip(
-                *[
-                    (row.pk, row.attempt, row.claim_token, row.worker, _json(value), _json(ref))
-                    for row, value, ref in items
-                ],
-                strict=True,
-            )
-        ]
+        columns = _columns(
+            (row.pk, row.attempt, row.claim_token, row.worker, row.ray_handle, _json(v), _json(r))
+            for row, v, r in items
+        )
         sql = (
             f"UPDATE \"{table}\" AS t SET state = 'SUCCESSFUL', finished_at = %s, "
-            "monitor_heartbeat_at = NULL, result_data = v.result, result_reference = v.ref "
-            "FROM unnest(%s::uuid[], %s::integer[], %s::uuid[], %s::text[], %s::jsonb[], "
-            "%s::jsonb[]) AS v(id, attempt, token, worker, result, ref) "
+            "monitor_heartbeat_at = NULL, result_data = v.result, result_reference = v.ref, "
+            "ray_handle = v.handle "
+            "FROM unnest(%s::uuid[], %s::integer[], %s::uuid[], %s::text[], %s::text[], "
+            "%s::jsonb[], %s::jsonb[]) AS v(id, attempt, token, worker, handle, result, ref) "
             "WHERE t.id = v.id AND t.attempt = v.attempt AND t.claim_token = v.token "
             "AND t.worker = v.worker AND t.state = 'RUNNING' RETURNING t.id"
         )
@@ -215,23 +210,35 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
             return {str(pk) for (pk,) in cursor.fetchall()}
 
     def set_ray_handles(self, rows: list[TaskExecution]) -> None:
-        """Store each row's ``ray_handle``; one statement on PostgreSQL."""
+        """Store each row's ``ray_handle`` while its attempt owns it; one statement on
+        PostgreSQL."""
         if not rows:
             return
         if self.db_connection.vendor != "postgresql":
-            self.bulk_update(rows, ["ray_handle"])  # type: ignore[arg-type]
+            for row in rows:
+                self.owned_by(row.pk, row.attempt, row.claim_token).update(
+                    ray_handle=row.ray_handle
+                )
             return
         table = self.model._meta.db_table
+        columns = _columns((row.pk, row.attempt, row.claim_token, row.ray_handle) for row in rows)
         with self.db_connection.cursor() as cursor:
             cursor.execute(
                 f'UPDATE "{table}" AS t SET ray_handle = v.handle '
-                "FROM unnest(%s::uuid[], %s::text[]) AS v(id, handle) WHERE t.id = v.id",
-                [[row.pk for row in rows], [row.ray_handle for row in rows]],
+                "FROM unnest(%s::uuid[], %s::integer[], %s::uuid[], %s::text[]) "
+                "AS v(id, attempt, token, handle) WHERE t.id = v.id AND t.attempt = v.attempt "
+                "AND t.claim_token = v.token AND t.state = 'RUNNING'",
+                columns,
             )
 
     @property
     def db_connection(self) -> Any:
         return connections[self.db]
+
+
+def _columns(rows: Iterable[tuple[Any, ...]]) -> list[list[Any]]:
+    """Rows of values as one list per column (the arrays ``unnest()`` takes)."""
+    return [list(column) for column in zip(*rows, strict=True)]
 
 
 def _json(value: Any) -> str | None:

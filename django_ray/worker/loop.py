@@ -26,6 +26,9 @@ from django_ray.worker.wakeup import Wakeup
 logger = logging.getLogger("django_ray.worker")
 
 CANCEL_CHECK_SECONDS = 1.0
+# Ray Core handles of attempts still running are written this often; an attempt
+# that ends sooner gets its handle written with its outcome, in the same UPDATE.
+HANDLE_WRITE_SECONDS = 1.0
 
 
 class Dispatcher(Protocol):
@@ -87,6 +90,8 @@ class Worker:
         self._unrecorded: list[Outcome] = []
         self._next_recovery = 0.0
         self._next_cancel_check = 0.0
+        self._unwritten_handles: list[TaskExecution] = []
+        self._next_handle_write = 0.0
         self._wakeup = Wakeup(options.queues)
         self.summary = Summary(options.summary_seconds)
 
@@ -100,6 +105,7 @@ class Worker:
         self.summary.log_if_due(self.in_flight)
         self.heartbeat_if_due()
         recorded = self.collect(timeout=0)
+        self.write_handles_if_due()
         self.stop_cancelled()
         self.recover_if_due()
         claimed = self.claim_and_submit()
@@ -159,6 +165,15 @@ class Worker:
                 ray_status=status
             )
 
+    def write_handles_if_due(self, *, now: bool = False) -> None:
+        """Store the Ray handles of attempts still in flight (those that ended have theirs)."""
+        if not self._unwritten_handles or not (now or time.monotonic() >= self._next_handle_write):
+            return
+        rows = [row for row in self._unwritten_handles if str(row.pk) in self._running]
+        TaskExecution.objects.set_ray_handles(rows)
+        self._unwritten_handles = []
+        self._next_handle_write = time.monotonic() + HANDLE_WRITE_SECONDS
+
     def stop_cancelled(self) -> None:
         """Stop on Ray the attempts whose rows were marked cancelled (about once a second)."""
         if not self._running or time.monotonic() < self._next_cancel_check:
@@ -203,16 +218,19 @@ class Worker:
                 row.ray_handle = self.dispatcher.submit(job_for(row))
             except RayUnavailable:
                 self._hand_back(rows[index:])  # never submitted: not an attempt lost
-                rows = rows[:index]
-                if rows:
-                    TaskExecution.objects.set_ray_handles(rows)
-                    announce_started(rows, self.worker_id)
+                self._submitted(rows[:index])
                 raise
-        if rows:
-            TaskExecution.objects.set_ray_handles(rows)
-            self.summary.claimed += len(rows)
-            announce_started(rows, self.worker_id)
+        self._submitted(rows)
         return len(rows)
+
+    def _submitted(self, rows: list[TaskExecution]) -> None:
+        if not rows:
+            return
+        self._unwritten_handles += rows
+        if self.dispatcher.runner == "ray_job":
+            self.write_handles_if_due(now=True)  # a job's id matters at once (adoption, logs)
+        self.summary.claimed += len(rows)
+        announce_started(rows, self.worker_id)
 
     def reconnect_ray(self) -> None:
         """After Ray went away: connect again; attempts in flight on it are lost attempts."""

@@ -1,5 +1,5 @@
 """A claim that commits but whose reply never reaches the worker (its connection dropped
-between the COMMIT and the read of the claimed rows), as F4's terminated backends can cause.
+between the commit and the read of the claimed rows), as F4's terminated backends can cause.
 
 The real worker loop and recording path run in this process; only Ray is replaced by
 django_ray.testing's in-process dispatcher, and the fault is injected at the SQL level.
@@ -38,12 +38,13 @@ def test_a_claim_whose_reply_was_lost_is_not_left_running_for_ever(markers):
     lost_replies: list[str] = []
 
     def lose_the_claim_reply(execute, sql, params, many, context):
-        # The read of the rows the claim just committed: fail it, as a dropped connection would.
-        reading_claim = sql.startswith("SELECT") and '"claim_token" = ' in sql
-        if reading_claim and "FOR UPDATE" not in sql and not lost_replies:
+        # The claim (one UPDATE ... RETURNING, in autocommit) runs and commits; then its
+        # reply is lost, as with a connection dropped before the rows were read.
+        result = execute(sql, params, many, context)
+        if sql.startswith("WITH picked") and not lost_replies:
             lost_replies.append(sql)
             raise OperationalError("server closed the connection unexpectedly")
-        return execute(sql, params, many, context)
+        return result
 
     stop = threading.Event()
     started = time.monotonic()
@@ -81,3 +82,5 @@ def test_a_claim_whose_reply_was_lost_is_not_left_running_for_ever(markers):
         f"claimed in the database but never run, RUNNING under a live worker: {left}"
     )
     assert runs == {"c0": 1, "c1": 1, "c2": 1}
+    # The lost claim had committed: its rows were handed back and claimed again.
+    assert sorted(row.attempt for row in rows) == [2, 2, 2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import Counter
 
 import pytest
@@ -128,3 +129,35 @@ def test_task_options_reach_ray(ray_cluster, ray_connection, settings):
         "probe": "task",
         "global": "global",
     }
+
+
+def test_a_running_attempt_shows_its_ray_handle_and_a_quick_one_gets_it_with_its_outcome(
+    ray_cluster, ray_connection, tmp_path
+):
+    from django_ray.runtime.core import RayCoreDispatcher
+    from django_ray.worker.loop import HANDLE_WRITE_SECONDS, Worker, WorkerOptions
+
+    slow = tasks.started_then_sleep.enqueue(str(tmp_path), "slow", 30)
+    quick = tasks.where_am_i.enqueue()
+    dispatcher = RayCoreDispatcher()
+    worker = Worker(
+        WorkerOptions(queues=("default",), concurrency=2, heartbeat_seconds=5, lease_seconds=30),
+        dispatcher,
+    )
+    assert worker.tick().claimed == 2
+    try:
+        deadline = time.monotonic() + 60
+        while TaskExecution.objects.get(pk=quick.id).state != "SUCCESSFUL":
+            assert time.monotonic() < deadline, "the quick task did not finish"
+            worker.collect(0.2)
+        value = default_task_backend.get_result(quick.id).return_value
+        assert TaskExecution.objects.get(pk=quick.id).ray_handle == value["ray_task_id"]
+
+        time.sleep(HANDLE_WRITE_SECONDS)
+        worker.tick()
+        row = TaskExecution.objects.get(pk=slow.id)
+        assert row.state == "RUNNING"
+        assert len(row.ray_handle) >= 32  # a Ray task id, readable while it runs
+    finally:
+        dispatcher.cancel(slow.id)
+        worker.shutdown(finish=False)
