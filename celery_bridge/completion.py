@@ -59,6 +59,8 @@ class Job:
     started: float = 0.0  # monotonic, when the current attempt was submitted
     ref: Any = None
     handle: str = ""  # the Ray task id of the current attempt
+    actor: Any = None  # the pool's actor running the current attempt, if one does
+    future: Any = None  # the current attempt's outcome, once Ray has it
     retry_at: float | None = None
     cancelled: str = ""  # why Celery was already told the outcome: terminated, timed out
     soft_warned: bool = False
@@ -100,7 +102,7 @@ class CompletionWatcher:
         self._policy = policy
         self._interval = interval
         self._lock = threading.Lock()
-        self._running: dict[Any, Job] = {}
+        self._running: dict[int, Job] = {}  # by job number
         self._waiting: list[Job] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -126,13 +128,14 @@ class CompletionWatcher:
     def submit(self, job: Job) -> None:
         job.started = time.monotonic()
         job.retry_at = None
+        with self._lock:  # before submitting: the job may end before submit() returns
+            self._running[job.number] = job
         try:
             self._dispatcher.submit(job, self._on_done)
         except Exception as exc:  # Ray unreachable: a loss like any other
+            with self._lock:
+                self._running.pop(job.number, None)
             self._lost(job, exc)
-            return
-        with self._lock:
-            self._running[job.ref] = job
 
     def cancel(self, number: int, reason: str) -> Job | None:
         """Cancel the job Celery knows as ``number``; None if there is none."""
@@ -158,15 +161,9 @@ class CompletionWatcher:
         return [*self._running.values(), *self._waiting]
 
     def poll(self, timeout: float, *, draining: bool = False) -> None:
-        """One pass: collect finished jobs, enforce time limits, resubmit due retries."""
+        """One pass: enforce time limits, resubmit due retries (outcomes come by callback)."""
         self._wake.wait(timeout)
         self._wake.clear()
-        with self._lock:
-            refs = list(self._running)
-        for ref in self._dispatcher.ready(refs):
-            with self._lock:
-                job = self._running.pop(ref)
-            self._collect(job)
         now = time.monotonic()
         self._enforce_time_limits(now)
         with self._lock:
@@ -182,12 +179,28 @@ class CompletionWatcher:
             except Exception:  # keep watching: a lost watcher would lose every ack
                 logger.exception("django_ray pool: watcher pass failed")
 
-    def _on_done(self, future: Any) -> None:
-        self._wake.set()
+    def _on_done(self, job: Job, future: Any) -> None:
+        """From a Ray thread, once the job's current attempt ended: deliver its outcome.
+
+        The job stays among ``jobs`` until its completion is delivered, so a
+        draining pool never stops waiting between the two.
+        """
+        try:
+            self._collect(job)
+        except Exception:  # never lose an outcome silently: Celery must hear of it
+            logger.exception("django_ray pool: collecting %s failed", job)
+            self._deliver(
+                Completion(job, Kind.ERROR, exception_info(sys.exception() or Exception()))
+            )
+        finally:
+            with self._lock:
+                # Unless a retry of the job was submitted meanwhile (a new future).
+                if job.future is future and self._running.get(job.number) is job:
+                    del self._running[job.number]
 
     def _collect(self, job: Job) -> None:
         try:
-            value = self._dispatcher.result(job.ref)
+            value = self._dispatcher.result(job)
         except Exception as exc:
             if job.cancelled:
                 self._deliver(Completion(job, Kind.DROPPED))
@@ -214,9 +227,10 @@ class CompletionWatcher:
             with self._lock:
                 self._waiting.append(job)
             return
+        headline = (error["message"].strip().splitlines() or [""])[0]  # Ray's run on for lines
         lost = WorkerLostError(
             f"Ray lost the worker running the task ({error['exception_class_path']}: "
-            f"{error['message']}); not retried: {decision.reason}."
+            f"{headline}); not retried: {decision.reason}."
         )
         self._deliver(Completion(job, Kind.ERROR, exception_info(lost, cause=exc)))
 

@@ -49,6 +49,7 @@ class BridgeSettings:
     runtime_env: Mapping[str, Any]
     ray_options: Mapping[str, Any] = field(default_factory=dict)
     record_executions: bool = True
+    warm_actors: bool = True
 
 
 def django_ray_settings() -> Any | None:
@@ -76,6 +77,7 @@ def bridge_settings(app: Celery) -> BridgeSettings:
         runtime_env=runtime_env,
         ray_options=dict(conf.get("django_ray_ray_options") or {}),
         record_executions=django is not None and _recording(conf),
+        warm_actors=bool(conf.get("django_ray_warm_actors", True)),
     )
 
 

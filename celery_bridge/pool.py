@@ -89,7 +89,10 @@ class RayPool(BasePool):
         runtime_env = merge_runtime_env(settings.runtime_env, {"env_vars": env_vars})
         with _worker_process_kept():
             connection.connect(settings.ray_address, runtime_env)
-        self._dispatcher = CeleryDispatcher(spec, runtime_env, settings.ray_options)
+        self._dispatcher = CeleryDispatcher(
+            spec, runtime_env, settings.ray_options, warm_actors=settings.warm_actors
+        )
+        self._dispatcher.resize(self.limit)
         self._watcher = CompletionWatcher(
             self._dispatcher, self._deliver, lambda: retry_policy(app)
         )
@@ -153,6 +156,7 @@ class RayPool(BasePool):
         self._fire_ready()
         while self._watcher.jobs:
             self._watcher.poll(0.1, draining=True)
+            self._fire_ready()
         self._fire_ready()
 
     def on_terminate(self) -> None:
@@ -164,6 +168,8 @@ class RayPool(BasePool):
 
     def grow(self, n: int = 1) -> None:
         self.limit += n
+        if self._dispatcher is not None:
+            self._dispatcher.resize(self.limit)
         if self._semaphore is not None:
             self._semaphore.grow(n)
         with self._slots:
@@ -175,6 +181,8 @@ class RayPool(BasePool):
         self.limit -= n
         if self._semaphore is not None:
             self._semaphore.shrink(n)
+        if self._dispatcher is not None:
+            self._dispatcher.resize(self.limit)
 
     def _get_info(self) -> dict[str, Any]:
         info = super()._get_info()
@@ -205,10 +213,13 @@ class RayPool(BasePool):
             self._semaphore.release()
 
     def _deliver(self, completion: Completion) -> None:
-        """From the watcher: fire on the event loop's thread, or here when there is none."""
+        """From Ray's or the watcher's thread: fire on the event loop's thread; while
+        draining, on the thread that drains; with neither, here."""
         if self._hub is not None and not self._draining:
             self._ready.put(completion)
             self._hub.call_soon(self._fire_ready)
+        elif self._draining:
+            self._ready.put(completion)
         else:
             self._fire(completion)
 

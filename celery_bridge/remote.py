@@ -10,10 +10,11 @@ path, never pickled: the worker imports it as ``celery -A`` did.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType, SimpleNamespace
@@ -122,6 +123,34 @@ def run_traced(
             name, task_id, request, body, content_type, content_encoding, _loc=where
         )
     return result
+
+
+def run_packed(spec: AppSpec, packed: Sequence[Any]) -> tuple[int, Any, float]:
+    """``run_traced`` on what the pool sends: the tracer's arguments and the soft limit."""
+    name, task_id, request, body, content_type, content_encoding, soft_time_limit = packed
+    return run_traced(
+        spec, name, task_id, request, body, content_type, content_encoding,
+        soft_time_limit=soft_time_limit,
+    )  # fmt: skip
+
+
+class WarmWorker:
+    """A Ray actor the pool keeps: one Ray worker process with the app set up in it.
+
+    Plain Ray tasks pay for a worker lease on every call when tasks arrive one
+    at a time, as a pool's do; a call to an actor goes straight to its process,
+    and the app's spec is sent once, not with every task.
+    """
+
+    def __init__(self, spec: AppSpec) -> None:
+        self.spec = spec
+        # Warm up now, before the first task. If the app cannot be set up,
+        # run() raises the same error again, to the task.
+        with contextlib.suppress(Exception):
+            bootstrap(spec)
+
+    def run(self, packed: Sequence[Any]) -> tuple[int, Any, float]:
+        return run_packed(self.spec, packed)
 
 
 @contextmanager

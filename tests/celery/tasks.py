@@ -54,6 +54,19 @@ def pid() -> int:
     return os.getpid()
 
 
+@app.task
+def actor_id() -> str | None:
+    """The Ray actor running this task (one of the pool's), or None for a plain Ray task."""
+    import ray
+
+    return ray.get_runtime_context().get_actor_id()
+
+
+@app.task(ray_options={"num_cpus": 0.5})
+def actor_id_with_options() -> str | None:
+    return actor_id()
+
+
 @app.task(bind=True)
 def where(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
     request = self.request

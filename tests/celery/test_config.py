@@ -144,6 +144,11 @@ def test_rows_can_be_switched_off():
     )
 
 
+def test_warm_actors_are_on_unless_switched_off():
+    assert config.bridge_settings(fresh_app()).warm_actors is True
+    assert config.bridge_settings(fresh_app(django_ray_warm_actors=False)).warm_actors is False
+
+
 def test_the_installed_celery_is_in_the_pinned_and_tested_range():
     from packaging.requirements import Requirement
 

@@ -152,13 +152,29 @@ def test_the_django_fixup_closes_database_connections_per_task():
     assert [run["closed_at_start"] for run in runs] == [True] * len(runs)
 
 
+def test_tasks_run_on_the_pools_warm_actors_unless_they_ask_ray_for_options():
+    # The pool starts its actors with the worker; until one is ready, tasks run
+    # as plain Ray tasks.
+    wait_until(lambda: tasks.actor_id.delay().get(timeout=TIMEOUT), timeout=60, interval=0.2)
+
+    actors = [tasks.actor_id.delay().get(timeout=TIMEOUT) for _ in range(12)]
+    plain = tasks.actor_id_with_options.delay().get(timeout=TIMEOUT)
+
+    assert None not in actors
+    assert len(set(actors)) <= 4  # -c 4: four actors at most, each reused
+    assert plain is None
+
+
 def test_a_lost_ray_worker_is_retried_by_django_rays_policy(tmp_path):
     # MAX_TASK_ATTEMPTS=2 in this module: one crash, then success.
     assert tasks.crash.delay(str(tmp_path / "once"), 1).get(timeout=TIMEOUT) == 1
     assert len(list((tmp_path / "once").iterdir())) == 2
 
     always = tasks.crash.delay(str(tmp_path / "always"), 99)
-    with pytest.raises(WorkerLostError, match=r"WorkerCrashedError.*not retried: attempt 2 of 2"):
+    # On the pool's actors a lost worker is ActorDiedError; on a plain Ray task,
+    # WorkerCrashedError.
+    lost = r"(ActorDiedError|WorkerCrashedError).*not retried: attempt 2 of 2"
+    with pytest.raises(WorkerLostError, match=lost):
         always.get(timeout=TIMEOUT)
     assert always.state == "FAILURE"
     assert len(list((tmp_path / "always").iterdir())) == 2

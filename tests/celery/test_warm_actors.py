@@ -1,0 +1,57 @@
+"""The pool's warm actors on a real Ray cluster: started ahead, reused, resized, replaced."""
+
+from __future__ import annotations
+
+import pytest
+
+from celery_bridge.dispatch import CeleryDispatcher, WarmActors
+from celery_bridge.remote import AppSpec
+from tests.celery.conftest import wait_until
+
+pytestmark = pytest.mark.ray
+
+SPEC = AppSpec(path="tests.celery.app:app", hostname="warm-actors-test@localhost")
+
+
+def take_ready(actors: WarmActors) -> object:
+    return wait_until(actors.take, timeout=60, interval=0.1)
+
+
+def test_actors_start_ahead_and_are_reused(ray_connection):
+    actors = WarmActors(SPEC, {})
+    actors.resize(2)
+
+    first = take_ready(actors)
+    second = take_ready(actors)
+    assert first is not second
+    assert actors.take() is None  # two busy: a third task would run as a plain Ray task
+
+    actors.give_back(first)
+    assert actors.take() is first
+    actors.resize(0)
+    actors.give_back(first)
+    actors.give_back(second)
+    assert actors.take() is None
+
+
+def test_a_killed_actor_is_replaced(ray_connection):
+    import ray
+
+    actors = WarmActors(SPEC, {})
+    actors.resize(1)
+    actor = take_ready(actors)
+
+    actors.kill(actor)
+    replacement = take_ready(actors)
+
+    assert replacement is not actor
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(actor.__ray_ready__.remote(), timeout=30)
+    actors.resize(0)
+    actors.give_back(replacement)
+
+
+def test_only_tasks_that_ask_ray_for_nothing_special_use_actors(ray_connection):
+    assert CeleryDispatcher(SPEC, {}, {}).uses_actors
+    assert not CeleryDispatcher(SPEC, {}, {}, warm_actors=False).uses_actors
+    assert not CeleryDispatcher(SPEC, {}, {"num_cpus": 2}).uses_actors
