@@ -65,6 +65,65 @@ def ray_cluster(num_cpus: int = 2) -> Iterator[Any]:
         cluster.stop()
 
 
+# Which processes a CPU reading adds up, by what /proc says of them: (label, test).
+PROCESS_GROUPS: tuple[tuple[str, Any], ...] = (
+    ("this process", lambda pid, name, cmd: pid == os.getpid()),
+    ("Ray workers", lambda pid, name, cmd: cmd.startswith("ray::")),
+    ("raylet, GCS", lambda pid, name, cmd: name in {"raylet", "gcs_server"}),
+    ("PostgreSQL", lambda pid, name, cmd: name == "postgres"),
+    ("Redis", lambda pid, name, cmd: name == "redis-server"),
+    ("Celery worker", lambda pid, name, cmd: "celery" in name or " worker " in cmd),
+)
+
+
+def _cpu_by_process() -> dict[int, tuple[str, float]]:
+    """Every process's CPU seconds (user + system) and its group, read from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    seen: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue  # ended meanwhile
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        group = next((g for g, test in PROCESS_GROUPS if test(pid, name, cmd)), "other")
+        seen[pid] = (group, (int(fields[11]) + int(fields[12])) / ticks)
+    return seen
+
+
+class CpuMeter:
+    """CPU seconds spent by each group of processes while the ``with`` block ran.
+
+    On a 2-core machine throughput is bounded by CPU per task: these readings
+    say where each side of a comparison spends it.
+    """
+
+    def __enter__(self) -> CpuMeter:
+        self._before = _cpu_by_process()
+        self.seconds: dict[str, float] = {}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for pid, (group, seconds) in _cpu_by_process().items():
+            used = seconds - self._before.get(pid, (group, 0.0))[1]
+            if used > 0:
+                self.seconds[group] = self.seconds.get(group, 0.0) + used
+
+    def per_task_ms(self, tasks: int) -> dict[str, float]:
+        ordered = sorted(self.seconds.items(), key=lambda item: -item[1])
+        return {group: round(seconds / tasks * 1000, 3) for group, seconds in ordered}
+
+    def describe(self, tasks: int) -> str:
+        per_task = self.per_task_ms(tasks)
+        parts = [f"{group} {ms:.2f}" for group, ms in per_task.items() if ms >= 0.01]
+        return f"{sum(per_task.values()):.2f} ms ({', '.join(parts)})"
+
+
 def report(name: str, rows: list[tuple[str, str]], data: dict[str, Any]) -> None:
     """Print a two-column table and write the numbers as JSON under benchmarks/results/."""
     width = max(len(label) for label, _ in rows)
