@@ -40,7 +40,7 @@ class InProcessDispatcher:
     def cancel(self, execution_id: str) -> None:
         """Nothing to stop: every job ran to its end at submit time."""
 
-    def wait(self, timeout: float) -> list[Outcome]:
+    def wait(self, timeout: float, at_least: int = 1) -> list[Outcome]:
         done, self._done = self._done, []
         return done
 

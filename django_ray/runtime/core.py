@@ -98,15 +98,16 @@ class RayCoreDispatcher:
         self._remote = self._ray.remote(max_retries=0, retry_exceptions=False)(run_packed)
         return lost
 
-    def wait(self, timeout: float) -> list[Outcome]:
-        """Outcomes of every job finished by now, waiting up to ``timeout`` for the first."""
+    def wait(self, timeout: float, at_least: int = 1) -> list[Outcome]:
+        """Outcomes of every job finished by now, waiting up to ``timeout`` for the first
+        ``at_least`` of them."""
         if not self._in_flight:
             return []
         if not self._ray.is_initialized():
             raise connection.RayUnavailable("not connected to Ray")
         refs = list(self._in_flight)
         try:
-            ready, _ = self._ray.wait(refs, num_returns=1, timeout=timeout)
+            ready, _ = self._ray.wait(refs, num_returns=min(at_least, len(refs)), timeout=timeout)
             if not ready:
                 return []
             ready, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)

@@ -106,7 +106,7 @@ class RayJobDispatcher:
         self._in_flight[sid] = job
         return sid
 
-    def wait(self, timeout: float) -> list[Outcome]:
+    def wait(self, timeout: float, at_least: int = 1) -> list[Outcome]:
         """Outcomes of jobs that ended, polling the Jobs API at most every ``poll_seconds``."""
         if not self._in_flight:
             return []

@@ -26,6 +26,10 @@ from django_ray.worker.wakeup import Wakeup
 logger = logging.getLogger("django_ray.worker")
 
 CANCEL_CHECK_SECONDS = 1.0
+# With many attempts in flight, the worker records and claims in batches of about
+# this share of them: a statement per batch, not per handful of rows, while the
+# rest keep Ray busy. With few in flight, it acts on each one as it ends.
+BATCH_SHARE = 8
 # Ray Core handles of attempts still running are written this often; an attempt
 # that ends sooner gets its handle written with its outcome, in the same UPDATE.
 HANDLE_WRITE_SECONDS = 1.0
@@ -41,7 +45,7 @@ class Dispatcher(Protocol):
 
     def submit(self, job: Job) -> str: ...
 
-    def wait(self, timeout: float) -> list[Outcome]: ...
+    def wait(self, timeout: float, at_least: int = 1) -> list[Outcome]: ...
 
     def cancel(self, execution_id: str) -> None: ...
 
@@ -143,7 +147,7 @@ class Worker:
 
     def collect(self, timeout: float) -> int:
         """Record outcomes that came back; kept in memory until their commit succeeds."""
-        self._unrecorded.extend(self.dispatcher.wait(timeout))
+        self._unrecorded.extend(self.dispatcher.wait(timeout, at_least=self._batch()))
         count = len(self._unrecorded)
         if self._unrecorded:
             self.summary.finished(record_outcomes(self._running, self._unrecorded))
@@ -201,9 +205,12 @@ class Worker:
         self._running[str(row.pk)] = row
         self.dispatcher.adopt(job_for(row))  # type: ignore[attr-defined]
 
+    def _batch(self) -> int:
+        return max(1, self.in_flight // BATCH_SHARE)
+
     def claim_and_submit(self) -> int:
         free = self.options.concurrency - self.in_flight
-        if self.lease.lapsed:
+        if self.lease.lapsed or free < self._batch():
             return 0
         rows = TaskExecution.objects.claim(
             free,
