@@ -128,7 +128,9 @@ class WarmActors:
 
     An actor holds no CPU while it lives (Ray's default for actors), so it
     never keeps a plain Ray task from running; ``SPREAD`` places them across
-    the cluster's nodes. One that died or was killed is replaced.
+    the cluster's nodes. There are never more actors than the cluster has
+    CPUs (as it was when last resized): beyond that, tasks run as plain Ray
+    tasks, which Ray queues by CPU. One that died or was killed is replaced.
     """
 
     def __init__(self, spec: AppSpec, options: Mapping[str, Any]) -> None:
@@ -150,8 +152,9 @@ class WarmActors:
         self._next_start = 0.0
 
     def resize(self, size: int) -> None:
+        cpus = int(self._ray.cluster_resources().get("CPU", 0))
         with self._lock:
-            self._size = size
+            self._size = min(size, cpus)
             while self._idle and self._count() > size:
                 self._ray.kill(self._idle.pop(), no_restart=True)
             self._start_missing()

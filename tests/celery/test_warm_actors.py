@@ -34,6 +34,22 @@ def test_actors_start_ahead_and_are_reused(ray_connection):
     assert actors.take() is None
 
 
+def test_there_are_never_more_actors_than_the_cluster_has_cpus(ray_connection):
+    import ray
+
+    cpus = int(ray.cluster_resources()["CPU"])
+    actors = WarmActors(SPEC, {})
+    actors.resize(cpus + 3)
+
+    taken = [take_ready(actors) for _ in range(cpus)]
+
+    assert len(set(taken)) == cpus
+    assert actors.take() is None
+    actors.resize(0)
+    for actor in taken:
+        actors.give_back(actor)
+
+
 def test_a_killed_actor_is_replaced(ray_connection):
     import ray
 
