@@ -14,8 +14,16 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
-from benchmarks.harness import CpuMeter, ray_cluster, report, setup_django
+from benchmarks.harness import (
+    CpuMeter,
+    profile_summary,
+    ray_cluster,
+    report,
+    sampled,
+    setup_django,
+)
 
 
 def raw_ray(n: int) -> tuple[float, CpuMeter]:
@@ -33,7 +41,9 @@ def raw_ray(n: int) -> tuple[float, CpuMeter]:
     return n / seconds, cpu
 
 
-def django_ray(n: int, concurrency: int) -> tuple[float, float, CpuMeter]:
+def django_ray(
+    n: int, concurrency: int, profile: Path | None = None
+) -> tuple[float, float, CpuMeter]:
     from benchmarks.tasks import noop
     from django_ray.models import TaskExecution
     from django_ray.runtime.core import RayCoreDispatcher
@@ -55,7 +65,7 @@ def django_ray(n: int, concurrency: int) -> tuple[float, float, CpuMeter]:
         ),
         RayCoreDispatcher(),
     )
-    with CpuMeter() as cpu:
+    with sampled(profile), CpuMeter() as cpu:
         started = time.perf_counter()
         worker.run()
         seconds = time.perf_counter() - started
@@ -69,13 +79,20 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=2, help="django-ray runs, each between raw")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the worker's loop with py-spy in the last django-ray run, into this file "
+        "(slows that run down: read the shares, not its rate)",
+    )
     args = parser.parse_args()
     setup_django()
     raws, ours = [], []
     with ray_cluster():
         raws.append(raw_ray(args.n))
-        for _ in range(args.rounds):
-            ours.append(django_ray(args.n, args.concurrency))
+        for round_ in range(args.rounds):
+            profile = args.profile if round_ == args.rounds - 1 else None
+            ours.append(django_ray(args.n, args.concurrency, profile))
             raws.append(raw_ray(args.n))
     raw_rate = statistics.median(rate for rate, _ in raws)
     our_rate = statistics.median(rate for rate, _, _ in ours)
@@ -106,6 +123,11 @@ def main() -> None:
             },
         },
     )
+
+    if args.profile:
+        print("\nWhere the worker's loop spends its time (share of samples, inclusive):")
+        for name, share in profile_summary(args.profile, "Worker.run "):
+            print(f"  {share:6.1%}  {name}")
 
 
 if __name__ == "__main__":

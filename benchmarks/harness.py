@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -122,6 +124,43 @@ class CpuMeter:
         per_task = self.per_task_ms(tasks)
         parts = [f"{group} {ms:.2f}" for group, ms in per_task.items() if ms >= 0.01]
         return f"{sum(per_task.values()):.2f} ms ({', '.join(parts)})"
+
+
+@contextmanager
+def sampled(path: Path | None, rate: int = 200) -> Iterator[None]:
+    """Sample this process's Python stacks with py-spy (installed with ``ray[default]``)
+    while the block runs, into ``path`` (collapsed stacks); nothing when ``path`` is None."""
+    if path is None:
+        yield
+        return
+    spy = subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(os.getpid()),
+         "--rate", str(rate), "--format", "raw", "--nonblocking", "--output", str(path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1)  # let it attach
+    try:
+        yield
+    finally:
+        spy.send_signal(signal.SIGINT)
+        spy.wait(timeout=60)
+
+
+def profile_summary(path: Path, root: str, top: int = 25) -> list[tuple[str, float]]:
+    """The functions under frames named ``root`` by share of samples (inclusive)."""
+    counts: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        frames = stack.split(";")
+        if not any(frame.startswith(root) for frame in frames):
+            continue
+        total += int(samples)
+        for name in {frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0] + ")"
+                     for frame in frames}:  # fmt: skip
+            counts[name] = counts.get(name, 0) + int(samples)
+    ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
+    return [(name, count / total) for name, count in ranked] if total else []
 
 
 def report(name: str, rows: list[tuple[str, str]], data: dict[str, Any]) -> None:
