@@ -146,18 +146,21 @@ def sampled(path: Path | None, rate: int = 200) -> Iterator[None]:
         spy.wait(timeout=60)
 
 
-def profile_summary(path: Path, root: str, top: int = 25) -> list[tuple[str, float]]:
-    """The functions under frames named ``root`` by share of samples (inclusive)."""
+def profile_summary(path: Path, root: str, top: int = 30) -> list[tuple[str, float]]:
+    """The functions called under the frame named ``root``, by share of its samples
+    (inclusive: a function's share counts what it called)."""
     counts: dict[str, int] = {}
     total = 0
     for line in path.read_text().splitlines():
         stack, _, samples = line.rpartition(" ")
         frames = stack.split(";")
-        if not any(frame.startswith(root) for frame in frames):
+        at = next((i for i, frame in enumerate(frames) if frame.startswith(root)), None)
+        if at is None:
             continue
         total += int(samples)
-        for name in {frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0] + ")"
-                     for frame in frames}:  # fmt: skip
+        names = {frame.split(" (")[0] + " (" + frame.split(" (")[-1].split(":")[0] + ")"
+                 for frame in frames[at + 1 :]}  # fmt: skip
+        for name in names:
             counts[name] = counts.get(name, 0) + int(samples)
     ranked = sorted(counts.items(), key=lambda item: -item[1])[:top]
     return [(name, count / total) for name, count in ranked] if total else []
