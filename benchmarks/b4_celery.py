@@ -123,10 +123,14 @@ def main() -> None:
     setup_django()
     from tests.ray_cluster import ray_subprocess_env
 
+    # The Celery app is not a Django project: neither the workers nor the Ray
+    # cluster (whose workers inherit its environment) may see the benchmark's
+    # settings, or Celery's Django fixup would run around every task on Ray and
+    # not in prefork's children.
+    os.environ.pop("DJANGO_SETTINGS_MODULE", None)
     # Ray schedules by logical CPUs: 8 let 8 tasks that mostly wait run at once.
     with ray_cluster(num_cpus=8) as cluster:
         env = ray_subprocess_env(cluster) | {"PYTHONPATH": str(ROOT)}
-        env.pop("DJANGO_SETTINGS_MODULE", None)
         prefork_rates, prefork_cpu, prefork_nap = measure("prefork", 2, args.n, env, args.rounds)
         ray_rates, ray_cpu, ray_nap = measure("django_ray", 8, args.n, env, args.rounds)
         floor_rate, floor_cpu = ray_round_trips(args.n, 8)

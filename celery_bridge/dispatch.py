@@ -74,7 +74,11 @@ class CeleryDispatcher:
         packed = (*job.trace_args, job.soft_timeout)
         actor = None if job.ray_options or self._actors is None else self._actors.take()
         if actor is not None:
-            ref = actor.run.remote(packed)
+            try:
+                ref = actor.run.remote(packed)
+            except BaseException:
+                self._actors.give_back(actor)  # type: ignore[union-attr]
+                raise
         else:
             options = {**self._options, **job.ray_options}
             ref = self._remote.options(**options).remote(self._spec, packed)
@@ -93,7 +97,7 @@ class CeleryDispatcher:
         try:
             value = job.future.result()
         except self._ray.exceptions.RayActorError:
-            self._actors.forget()  # it died under the job: a new one replaces it
+            self._actors.kill(actor)  # it died (or is out of reach): a new one replaces it
             raise
         except BaseException:
             self._actors.give_back(actor)
@@ -178,15 +182,10 @@ class WarmActors:
                 self._ray.kill(actor, no_restart=True)
 
     def kill(self, actor: Any) -> None:
-        """Kill a busy actor (its task was cancelled); it is replaced later."""
+        """Kill a busy actor (its task was cancelled, or it died already); it is replaced."""
         with self._lock:
             self._busy -= 1
             self._ray.kill(actor, no_restart=True)
-
-    def forget(self) -> None:
-        """After the actor of a job died: one fewer busy; it is replaced later."""
-        with self._lock:
-            self._busy -= 1
 
     def _count(self) -> int:
         return len(self._idle) + self._busy + len(self._starting)
