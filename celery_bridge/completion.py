@@ -96,6 +96,7 @@ class CompletionWatcher:
         policy: Callable[[], RetryPolicy],
         *,
         interval: float = 0.1,
+        after_pass: Callable[[], None] | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._deliver = deliver
@@ -104,6 +105,7 @@ class CompletionWatcher:
         self._lock = threading.Lock()
         self._running: dict[int, Job] = {}  # by job number
         self._waiting: list[Job] = []
+        self._after_pass = after_pass
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -172,10 +174,16 @@ class CompletionWatcher:
         for job in due:
             self.submit(job)
 
+    def wake(self) -> None:
+        """End the current wait of the watcher's thread now."""
+        self._wake.set()
+
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
                 self.poll(self._interval)
+                if self._after_pass is not None:
+                    self._after_pass()
             except Exception:  # keep watching: a lost watcher would lose every ack
                 logger.exception("django_ray pool: watcher pass failed")
 

@@ -90,6 +90,7 @@ class CeleryDispatcher:
         """The tracer's ``(failed, result, runtime)``; raises what Ray raised.
 
         The job's actor goes back to the pool, unless it died under the job.
+        Called from Ray's callback thread: nothing here may wait on Ray.
         """
         actor = self._take_actor(job)
         if actor is None or self._actors is None:
@@ -97,7 +98,7 @@ class CeleryDispatcher:
         try:
             value = job.future.result()
         except self._ray.exceptions.RayActorError:
-            self._actors.kill(actor)  # it died (or is out of reach): a new one replaces it
+            self._actors.drop(actor)  # it died (or is out of reach): a new one replaces it
             raise
         except BaseException:
             self._actors.give_back(actor)
@@ -153,19 +154,22 @@ class WarmActors:
         self._idle: list[Any] = []
         self._busy = 0
         self._starting: dict[Any, Any] = {}  # ready ref -> actor
+        self._doomed: list[Any] = []  # to kill from a thread that may call Ray
         self._next_start = 0.0
 
     def resize(self, size: int) -> None:
         cpus = int(self._ray.cluster_resources().get("CPU", 0))
         with self._lock:
             self._size = min(size, cpus)
-            while self._idle and self._count() > size:
-                self._ray.kill(self._idle.pop(), no_restart=True)
+            while self._idle and self._count() > self._size:
+                self._doomed.append(self._idle.pop())
+            self._reap()
             self._start_missing()
 
     def take(self) -> Any | None:
         """An idle actor, marked busy; None when none is ready (the caller uses a task)."""
         with self._lock:
+            self._reap()
             self._promote_started()
             if not self._idle:
                 self._start_missing()
@@ -174,18 +178,36 @@ class WarmActors:
             return self._idle.pop()
 
     def give_back(self, actor: Any) -> None:
+        """A busy actor's task ended: idle again, or killed later if the pool shrank.
+
+        Safe from Ray's callback thread, where a call into Ray would never return.
+        """
         with self._lock:
             self._busy -= 1
             if self._count() < self._size:
                 self._idle.append(actor)
             else:
-                self._ray.kill(actor, no_restart=True)
+                self._doomed.append(actor)
+
+    def drop(self, actor: Any) -> None:
+        """A busy actor died: killed later (in case it is only out of reach), then replaced."""
+        with self._lock:
+            self._busy -= 1
+            self._doomed.append(actor)
 
     def kill(self, actor: Any) -> None:
-        """Kill a busy actor (its task was cancelled, or it died already); it is replaced."""
+        """Kill a busy actor now (its task was cancelled); it is replaced.
+
+        Not from Ray's callback thread: see ``give_back``.
+        """
         with self._lock:
             self._busy -= 1
             self._ray.kill(actor, no_restart=True)
+
+    def _reap(self) -> None:
+        for actor in self._doomed:
+            self._ray.kill(actor, no_restart=True)
+        self._doomed.clear()
 
     def _count(self) -> int:
         return len(self._idle) + self._busy + len(self._starting)

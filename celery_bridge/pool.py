@@ -94,7 +94,10 @@ class RayPool(BasePool):
         )
         self._dispatcher.resize(self.limit)
         self._watcher = CompletionWatcher(
-            self._dispatcher, self._deliver, lambda: retry_policy(app)
+            self._dispatcher,
+            self._deliver,
+            lambda: retry_policy(app),
+            after_pass=self._fire_without_loop,
         )
         self._records = records_for(settings, self._hostname)
         self._watcher.start()
@@ -158,6 +161,7 @@ class RayPool(BasePool):
             self._watcher.poll(0.1, draining=True)
             self._fire_ready()
         self._fire_ready()
+        self._records.close()
 
     def on_terminate(self) -> None:
         """Cold shutdown: cancel what runs on Ray; unacked messages are redelivered."""
@@ -165,6 +169,7 @@ class RayPool(BasePool):
             self._draining = True
             self._watcher.cancel_all()
             self._watcher.stop()
+        self._records.close(timeout=5)
 
     def grow(self, n: int = 1) -> None:
         self.limit += n
@@ -213,15 +218,19 @@ class RayPool(BasePool):
             self._semaphore.release()
 
     def _deliver(self, completion: Completion) -> None:
-        """From Ray's or the watcher's thread: fire on the event loop's thread; while
-        draining, on the thread that drains; with neither, here."""
+        """From Ray's callback thread (or the watcher's): queue the completion for the
+        event loop's thread; while draining, for the thread that drains; without an
+        event loop, for the watcher's thread. Never fired here: Celery's callbacks may
+        apply the next task, and Ray's callback thread must not call into Ray."""
+        self._ready.put(completion)
         if self._hub is not None and not self._draining:
-            self._ready.put(completion)
             self._hub.call_soon(self._fire_ready)
-        elif self._draining:
-            self._ready.put(completion)
-        else:
-            self._fire(completion)
+        elif not self._draining and self._watcher is not None:
+            self._watcher.wake()
+
+    def _fire_without_loop(self) -> None:
+        if self._hub is None and not self._draining:
+            self._fire_ready()
 
     def _fire_ready(self) -> None:
         while True:

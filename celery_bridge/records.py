@@ -8,9 +8,13 @@ cannot be written is logged and skipped: it never changes what Celery sees.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import threading
 import uuid
+from datetime import datetime
+from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, Protocol
 
 from celery_bridge.completion import Completion, Job, Kind
@@ -31,6 +35,8 @@ class ExecutionRecords(Protocol):
 
     def record(self, completion: Completion) -> None: ...
 
+    def close(self, timeout: float = ...) -> None: ...
+
 
 class NoRecords:
     """Django is not configured with ``django_ray`` (or recording is off)."""
@@ -39,6 +45,9 @@ class NoRecords:
         pass
 
     def record(self, completion: Completion) -> None:
+        pass
+
+    def close(self, timeout: float = 0) -> None:
         pass
 
 
@@ -53,80 +62,130 @@ def row_id(celery_task_id: str) -> uuid.UUID:
     return uuid.uuid5(ROW_NAMESPACE, celery_task_id)
 
 
+# What the event loop hands the writer: ("started", Job) or ("record", Completion),
+# with the moment it happened; None asks the writer to finish.
+Event = tuple[str, Any, datetime]
+
+
 class DjangoRecords:
-    """One ``TaskExecution`` per Celery task id (origin ``celery``), updated per run."""
+    """One ``TaskExecution`` per Celery task id (origin ``celery``), updated per run.
+
+    The worker's event loop only queues what happened; a thread of its own
+    writes it, in order, with the starts that follow each other as one upsert.
+    Consuming and acknowledging never wait on the database (a start written
+    inline cost about 3 ms, a third of the loop's time at 100 tasks/s).
+    """
 
     def __init__(self, hostname: str) -> None:
         self._hostname = hostname
+        self._events: SimpleQueue[Event | None] = SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="celery-bridge-rows", daemon=True)
+        self._thread.start()
 
     def started(self, job: Job) -> None:
-        self._safely(self._started, job)
+        self._events.put(("started", job, _now()))
 
     def record(self, completion: Completion) -> None:
-        self._safely(self._record, completion)
+        self._events.put(("record", completion, _now()))
 
-    def _safely(self, write: Any, item: Any) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Write what is queued, then stop the writer (waiting up to ``timeout``)."""
+        self._events.put(None)
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            logger.warning("django_ray pool: execution rows still being written at shutdown")
+
+    def _run(self) -> None:
+        from django.db import connection
+
+        try:
+            while True:
+                batch = [self._events.get()]
+                while True:
+                    try:
+                        batch.append(self._events.get_nowait())
+                    except Empty:
+                        break
+                self._write([event for event in batch if event is not None])
+                if None in batch:
+                    return
+        finally:
+            connection.close()  # this thread's own
+
+    def _write(self, events: list[Event]) -> None:
+        for kind, run in itertools.groupby(events, key=lambda event: event[0]):
+            if kind == "started":
+                rows = [row for row in map(self._row, run) if row is not None]
+                self._safely(self._upsert, rows)
+            else:
+                for _, completion, at in run:
+                    self._safely(self._record, completion, at)
+
+    def _safely(self, write: Any, *args: Any) -> None:
         from django.db import InterfaceError, OperationalError, connection
 
         try:
             try:
-                write(item)
+                write(*args)
             except (InterfaceError, OperationalError):
                 # A connection the database dropped (restart, idle timeout): once more
-                # on a new one. The worker keeps its connection between writes.
+                # on a new one. The writer keeps its connection between writes.
                 connection.close()
-                write(item)
+                write(*args)
         except Exception:
-            logger.warning("django_ray pool: could not record %r", item, exc_info=True)
+            logger.warning("django_ray pool: could not record %r", args[0], exc_info=True)
 
-    def _started(self, job: Job) -> None:
-        from django.utils import timezone
-
+    def _row(self, event: Event) -> Any:
+        """The row a run's start writes (None, logged, if it cannot be built)."""
         from django_ray.models import Origin, Runner, State, TaskExecution
 
-        now = timezone.now()
-        request = job.request
-        delivery = request.get("delivery_info") or {}
-        args, kwargs = _arguments(job)
-        TaskExecution.objects.update_or_create(
-            pk=row_id(job.task_id),
-            defaults={
-                "state": State.RUNNING,
-                "attempt": int(request.get("retries") or 0) + 1,
-                "worker": self._hostname[:64],
-                "ray_handle": job.handle,
-                "started_at": now,
-                "last_attempted_at": now,
-                "finished_at": None,
-                "run_after": None,
-            },
-            create_defaults={
-                "origin": Origin.CELERY,
-                "celery_task_id": job.task_id,
-                "task_path": job.task_name[:255],
-                "args": args,
-                "kwargs": kwargs,
-                "queue_name": str(delivery.get("routing_key") or "")[:100],
-                "priority": int(delivery.get("priority") or 0),
-                "runner": Runner.RAY_CORE,
-                "state": State.RUNNING,
-                "attempt": int(request.get("retries") or 0) + 1,
-                "worker": self._hostname[:64],
-                "ray_handle": job.handle,
-                "started_at": now,
-                "last_attempted_at": now,
-            },
-        )
+        _, job, at = event
+        try:
+            request = job.request
+            delivery = request.get("delivery_info") or {}
+            args, kwargs = _arguments(job)
+            return TaskExecution(
+                pk=row_id(job.task_id),
+                origin=Origin.CELERY,
+                celery_task_id=job.task_id,
+                task_path=job.task_name[:255],
+                args=args,
+                kwargs=kwargs,
+                queue_name=str(delivery.get("routing_key") or "")[:100],
+                priority=int(delivery.get("priority") or 0),
+                runner=Runner.RAY_CORE,
+                state=State.RUNNING,
+                attempt=int(request.get("retries") or 0) + 1,
+                worker=self._hostname[:64],
+                ray_handle=job.handle,
+                started_at=at,
+                last_attempted_at=at,
+            )
+        except Exception:
+            logger.warning("django_ray pool: could not record %r", job, exc_info=True)
+            return None
 
-    def _record(self, completion: Completion) -> None:
+    def _upsert(self, rows: list[Any]) -> None:
+        from django_ray.models import TaskExecution
+
+        latest = {row.pk: row for row in rows}  # a later run of the same task id wins
+        TaskExecution.objects.bulk_create(
+            list(latest.values()),
+            update_conflicts=True,
+            unique_fields=["id"],
+            update_fields=[
+                "state", "attempt", "worker", "ray_handle", "started_at", "last_attempted_at",
+                "finished_at", "run_after",
+            ],
+        )  # fmt: skip
+
+    def _record(self, completion: Completion, now: datetime) -> None:
         from django.db.models import F
-        from django.utils import timezone
 
         from django_ray.models import State, TaskExecution
         from django_ray.querysets import JSONAppend
 
         job, kind, value = completion.job, completion.kind, completion.value
-        now = timezone.now()
         row = TaskExecution.objects.filter(pk=row_id(job.task_id))
         if kind is Kind.LOST:
             row.update(lost_attempts=F("lost_attempts") + 1, errors=JSONAppend("errors", value))
@@ -148,6 +207,12 @@ class DjangoRecords:
                 finished_at=None if retrying else now,
                 errors=JSONAppend("errors", error),
             )
+
+
+def _now() -> datetime:
+    from django.utils import timezone
+
+    return timezone.now()
 
 
 def _unwrapped(exc: BaseException) -> BaseException:
