@@ -152,25 +152,26 @@ class TaskExecutionQuerySet(QuerySet["TaskExecution"]):
     ) -> list[TaskExecution]:
         """PostgreSQL: lock, update and return the rows in one round trip, in autocommit.
 
-        The CTE with ``FOR UPDATE SKIP LOCKED`` is evaluated once (it has side
-        effects, so it is never inlined) and walks ``django_ray_claim_idx`` in
-        claim order; the UPDATE re-checks READY on the locked rows.
+        The rows are ``claimable()``'s, compiled by Django and locked ``FOR UPDATE
+        SKIP LOCKED`` in a CTE, which is evaluated once (it has side effects, so it
+        is never inlined) and walks ``django_ray_claim_idx`` in claim order; the
+        UPDATE re-checks READY on the locked rows.
         """
         table = self.model._meta.db_table
         columns = ", ".join(f't."{field.column}"' for field in self.model._meta.concrete_fields)
+        picked = self.claimable(queues, now, backend).values("pk")[:limit]
+        picked_sql, picked_params = picked.query.sql_with_params()
         sql = (
-            f'WITH picked AS (SELECT id FROM "{table}" WHERE state = %s AND backend = %s '
-            "AND queue_name = ANY(%s) AND (run_after IS NULL OR run_after <= %s) "
-            "ORDER BY priority DESC, enqueued_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+            f"WITH picked AS ({picked_sql} FOR UPDATE SKIP LOCKED) "
             f'UPDATE "{table}" AS t SET state = %s, attempt = t.attempt + 1, '
             "claim_token = %s, worker = %s, "
             "worker_ids = COALESCE(t.worker_ids, '[]'::jsonb) || jsonb_build_array(%s::text), "
             "runner = %s, started_at = COALESCE(t.started_at, %s), last_attempted_at = %s, "
             "monitor_heartbeat_at = %s "
-            f"FROM picked WHERE t.id = picked.id AND t.state = %s RETURNING {columns}"
+            f"FROM picked WHERE t.id = picked.pk AND t.state = %s RETURNING {columns}"
         )
         params = [
-            State.READY, backend, queues, now, limit,
+            *picked_params,
             State.RUNNING, token, worker_id, worker_id, runner, now, now, now, State.READY,
         ]  # fmt: skip
         return list(self.model.objects.db_manager(self.db).raw(sql, params))
