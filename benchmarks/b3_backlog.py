@@ -41,15 +41,13 @@ def fill(ready: int, finished: int) -> None:
 def claim_ms(repeat: int, limit: int) -> float:
     from django.db import transaction
 
-    from django_ray.models import TaskExecution
+    from django_ray.lifecycle import attempts
 
     samples = []
     for _ in range(repeat):
         with transaction.atomic():
             started = time.perf_counter()
-            rows = TaskExecution.objects.claim(
-                limit, worker_id="bench", queues=["default"], runner="ray_core"
-            )
+            rows = attempts.claim(limit, worker_id="bench", queues=["default"], runner="ray_core")
             samples.append((time.perf_counter() - started) * 1000)
             assert len(rows) == limit
             transaction.set_rollback(True)

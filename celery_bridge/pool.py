@@ -4,8 +4,9 @@ Select it with ``celery -A proj worker -P django_ray``, ``worker_pool =
 "celery_bridge.pool:RayPool"``, or ``CELERY_CUSTOM_WORKER_POOL`` and ``-P custom``.
 Kombu keeps transport and acknowledgements in the worker; each task runs
 Celery's own tracer in a Ray worker process (see :mod:`celery_bridge.remote`),
-and the tracer's outcome comes back to Celery's callbacks. ``-c N`` is the
-number of tasks in flight on Ray.
+through django-ray's one Ray core (:mod:`django_ray.runtime.calls`, by way of
+:mod:`celery_bridge.runs`), and the tracer's outcome comes back to Celery's
+callbacks. ``-c N`` is the number of tasks in flight on Ray.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from typing import Any
 from celery import Celery, current_app
 from celery.concurrency.base import BasePool
 
-from celery_bridge.completion import FINAL, Completion, CompletionWatcher, Job, Kind
 from celery_bridge.config import (
     APP_ENV,
     app_path,
@@ -34,9 +34,9 @@ from celery_bridge.config import (
     forwarded_environ,
     retry_policy,
 )
-from celery_bridge.dispatch import CeleryDispatcher
 from celery_bridge.records import NO_RECORDS, ExecutionRecords, records_for
 from celery_bridge.remote import AppSpec
+from celery_bridge.runs import FINAL, Completion, Job, Kind, Runs
 from django_ray.runtime import connection
 from django_ray.runtime.connection import merge_runtime_env
 
@@ -55,7 +55,7 @@ class ApplyResult:
 
 
 class RayPool(BasePool):
-    """Runs each task's tracer on Ray; a watcher thread brings the outcomes back."""
+    """Runs each task's tracer on Ray; Ray's completion callbacks bring the outcomes back."""
 
     # The worker's semaphore holds a task until a slot is free, so ``-c N`` is
     # the number on Ray; the pool releases a slot once Celery has the outcome.
@@ -77,8 +77,8 @@ class RayPool(BasePool):
         self._ready: SimpleQueue[Completion] = SimpleQueue()
         self._hub: Any = None
         self._draining = False
-        self._dispatcher: CeleryDispatcher | None = None
-        self._watcher: CompletionWatcher | None = None
+        self._runs: Runs | None = None
+        self._firing: threading.Thread | None = None
         self._records: ExecutionRecords = NO_RECORDS
 
     def on_start(self) -> None:
@@ -89,25 +89,40 @@ class RayPool(BasePool):
         runtime_env = merge_runtime_env(settings.runtime_env, {"env_vars": env_vars})
         with _worker_process_kept():
             connection.connect(settings.ray_address, runtime_env)
-        self._dispatcher = CeleryDispatcher(
-            spec, runtime_env, settings.ray_options, warm_actors=settings.warm_actors
+        self._runs = Runs(
+            spec,
+            runtime_env,
+            settings.ray_options,
+            deliver=self._deliver,
+            policy=lambda: retry_policy(app),
+            warm_actors=settings.warm_actors,
         )
-        self._dispatcher.resize(self.limit)
-        self._watcher = CompletionWatcher(
-            self._dispatcher,
-            self._deliver,
-            lambda: retry_policy(app),
-            after_pass=self._fire_without_loop,
-        )
-        self._records = records_for(settings, self._hostname)
-        self._watcher.start()
+        self._runs.calls.resize(self.limit)
+        self._records = records_for(settings, self._hostname, _queues(app), self.limit)
         logger.info(
             "django_ray pool started: app=%s ray=%s limit=%s",
-            *(spec.path, self._dispatcher.address, self.limit),
+            *(spec.path, _ray_address(), self.limit),
         )
 
     def register_with_event_loop(self, loop: Any) -> None:
         self._hub = loop
+
+    def _fire_in_a_thread(self) -> None:
+        """Without an event loop (a threaded consumer), a thread of the pool fires the
+        callbacks: never Ray's callback thread, as they may apply the next task."""
+        if self._hub is None and self._firing is None:
+            self._firing = threading.Thread(
+                target=self._fire_forever, name="celery-bridge-callbacks", daemon=True
+            )
+            self._firing.start()
+
+    def _fire_forever(self) -> None:
+        while not self._draining:
+            try:
+                completion = self._ready.get(timeout=0.1)
+            except Empty:
+                continue
+            self._fire(completion)
 
     def on_apply(
         self,
@@ -124,7 +139,8 @@ class RayPool(BasePool):
     ) -> ApplyResult:
         # ``target`` is fast_trace_task or trace_task_ret; on Ray, the bootstrapped
         # app always runs fast_trace_task with the same arguments.
-        assert self._watcher is not None, "the pool is not started"
+        assert self._runs is not None, "the pool is not started"
+        self._fire_in_a_thread()
         trace_args = tuple(args or ())
         task = self.app.tasks.get(trace_args[0])
         job = Job(
@@ -141,40 +157,42 @@ class RayPool(BasePool):
         with self._fire_lock:
             if accept_callback:
                 accept_callback(job.number, time.monotonic())
-            self._watcher.submit(job)
+            self._runs.start(job)
             self._records.started(job)
         return ApplyResult(self, job)
 
     def terminate_job(self, pid: int, signal: int | None = None) -> None:
         """Revoke with terminate: cancel the task on Ray, killing its worker process."""
-        if self._watcher is not None:
-            self._watcher.cancel(pid, "terminated")
+        if self._runs is not None:
+            self._runs.terminate(pid)
 
     def on_stop(self) -> None:
         """Warm shutdown: wait for every task on Ray and fire its callbacks (acks) here."""
-        if self._watcher is None:
+        if self._runs is None:
             return
-        self._watcher.stop()
         self._draining = True
-        self._fire_ready()
-        while self._watcher.jobs:
-            self._watcher.poll(0.1, draining=True)
-            self._fire_ready()
-        self._fire_ready()
+        if self._firing is not None:
+            self._firing.join()
+        self._runs.calls.hurry()  # a lost task waiting out its backoff runs now
+        while self._runs.jobs or not self._ready.empty():
+            try:
+                self._fire(self._ready.get(timeout=0.1))
+            except Empty:
+                continue
+        self._runs.calls.close()
         self._records.close()
 
     def on_terminate(self) -> None:
         """Cold shutdown: cancel what runs on Ray; unacked messages are redelivered."""
-        if self._watcher is not None:
+        if self._runs is not None:
             self._draining = True
-            self._watcher.cancel_all()
-            self._watcher.stop()
+            self._runs.terminate_all()
+            self._runs.calls.close()
         self._records.close(timeout=5)
 
     def grow(self, n: int = 1) -> None:
         self.limit += n
-        if self._dispatcher is not None:
-            self._dispatcher.resize(self.limit)
+        self._resized()
         if self._semaphore is not None:
             self._semaphore.grow(n)
         with self._slots:
@@ -186,17 +204,21 @@ class RayPool(BasePool):
         self.limit -= n
         if self._semaphore is not None:
             self._semaphore.shrink(n)
-        if self._dispatcher is not None:
-            self._dispatcher.resize(self.limit)
+        self._resized()
+
+    def _resized(self) -> None:
+        if self._runs is not None:
+            self._runs.calls.resize(self.limit)
+        self._records.resize(self.limit)
 
     def _get_info(self) -> dict[str, Any]:
         info = super()._get_info()
-        jobs = self._watcher.jobs if self._watcher is not None else []
+        jobs = self._runs.jobs if self._runs is not None else []
         info.update(
             {
                 "max-concurrency": self.limit,
                 "in-flight": len(jobs),
-                "ray-address": self._dispatcher.address if self._dispatcher else None,
+                "ray-address": _ray_address() if self._runs is not None else None,
                 "ray-tasks": sorted(job.handle for job in jobs if job.handle),
             }
         )
@@ -218,19 +240,13 @@ class RayPool(BasePool):
             self._semaphore.release()
 
     def _deliver(self, completion: Completion) -> None:
-        """From Ray's callback thread (or the watcher's): queue the completion for the
-        event loop's thread; while draining, for the thread that drains; without an
-        event loop, for the watcher's thread. Never fired here: Celery's callbacks may
-        apply the next task, and Ray's callback thread must not call into Ray."""
+        """From Ray's callback thread (or the calls' watcher): queue the completion for
+        the event loop's thread; while draining, for the thread that drains; without an
+        event loop, for the pool's firing thread. Never fired here: Celery's callbacks
+        may apply the next task, and Ray's callback thread must not call into Ray."""
         self._ready.put(completion)
         if self._hub is not None and not self._draining:
             self._hub.call_soon(self._fire_ready)
-        elif not self._draining and self._watcher is not None:
-            self._watcher.wake()
-
-    def _fire_without_loop(self) -> None:
-        if self._hub is None and not self._draining:
-            self._fire_ready()
 
     def _fire_ready(self) -> None:
         while True:
@@ -256,6 +272,21 @@ class RayPool(BasePool):
                 self._records.record(completion)
                 if kind in FINAL:
                     self._release_slot()
+
+
+def _queues(app: Celery) -> list[str]:
+    """The queues this worker consumes from (``-Q``, or the app's defaults)."""
+    try:
+        return sorted(app.amqp.queues.consume_from or app.amqp.queues)
+    except Exception:  # a lease without queue names still says the worker is alive
+        return []
+
+
+def _ray_address() -> str:
+    """The cluster this process is connected to (its GCS address)."""
+    import ray
+
+    return str(ray.get_runtime_context().gcs_address)
 
 
 @contextmanager

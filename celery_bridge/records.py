@@ -4,6 +4,10 @@ Only when Django is configured with ``django_ray``; otherwise nothing is written
 The Celery result backend stays the source of Celery results: a row holds the
 state, timestamps, Ray ids and errors, never the return value. A row that
 cannot be written is logged and skipped: it never changes what Celery sees.
+Each change goes through :mod:`django_ray.lifecycle.celery`.
+
+The worker also holds a lease row while it runs (origin ``celery``, heartbeat
+from the writer's thread), so status and doctor see its tasks as in flight.
 """
 
 from __future__ import annotations
@@ -12,28 +16,26 @@ import itertools
 import json
 import logging
 import threading
-import uuid
 from datetime import datetime
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING, Any, Protocol
 
-from celery_bridge.completion import Completion, Job, Kind
-from django_ray.runtime.job import describe_error
+from celery_bridge.runs import Completion, Job, Kind
 
 if TYPE_CHECKING:
     from celery_bridge.config import BridgeSettings
+    from django_ray.lifecycle.celery import CeleryRun
+    from django_ray.worker.leases import Lease
 
 logger = logging.getLogger("celery_bridge")
-
-# Row ids are derived from Celery task ids, so every run of one task id (its
-# retries) updates the same row.
-ROW_NAMESPACE = uuid.UUID("5b0c1d2e-7f3a-4c8e-9a61-2d4e8f0b6c13")
 
 
 class ExecutionRecords(Protocol):
     def started(self, job: Job) -> None: ...
 
     def record(self, completion: Completion) -> None: ...
+
+    def resize(self, concurrency: int) -> None: ...
 
     def close(self, timeout: float = ...) -> None: ...
 
@@ -47,6 +49,9 @@ class NoRecords:
     def record(self, completion: Completion) -> None:
         pass
 
+    def resize(self, concurrency: int) -> None:
+        pass
+
     def close(self, timeout: float = 0) -> None:
         pass
 
@@ -54,12 +59,27 @@ class NoRecords:
 NO_RECORDS = NoRecords()
 
 
-def records_for(settings: BridgeSettings, hostname: str) -> ExecutionRecords:
-    return DjangoRecords(hostname) if settings.record_executions else NO_RECORDS
+def records_for(
+    settings: BridgeSettings, hostname: str, queues: list[str], concurrency: int
+) -> ExecutionRecords:
+    if not settings.record_executions:
+        return NO_RECORDS
+    from django_ray.conf import get_settings
+    from django_ray.states import Origin, Runner
+    from django_ray.worker.leases import Lease
 
-
-def row_id(celery_task_id: str) -> uuid.UUID:
-    return uuid.uuid5(ROW_NAMESPACE, celery_task_id)
+    django = get_settings()
+    lease = Lease(
+        hostname[:64],
+        queues=queues,
+        concurrency=concurrency,
+        runner=Runner.RAY_CORE,
+        heartbeat_seconds=django.worker_heartbeat_seconds,
+        lease_seconds=django.worker_lease_seconds,
+        ray_address=settings.ray_address,
+        origin=Origin.CELERY,
+    )
+    return DjangoRecords(hostname, lease=lease)
 
 
 # What the event loop hands the writer: ("started", Job) or ("record", Completion),
@@ -76,8 +96,9 @@ class DjangoRecords:
     inline cost about 3 ms, a third of the loop's time at 100 tasks/s).
     """
 
-    def __init__(self, hostname: str) -> None:
+    def __init__(self, hostname: str, *, lease: Lease | None = None) -> None:
         self._hostname = hostname
+        self._lease = lease
         self._events: SimpleQueue[Event | None] = SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="celery-bridge-rows", daemon=True)
         self._thread.start()
@@ -87,6 +108,9 @@ class DjangoRecords:
 
     def record(self, completion: Completion) -> None:
         self._events.put(("record", completion, _now()))
+
+    def resize(self, concurrency: int) -> None:
+        self._events.put(("resize", concurrency, _now()))
 
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, then stop the writer (waiting up to ``timeout``)."""
@@ -99,24 +123,43 @@ class DjangoRecords:
         from django.db import connection
 
         try:
+            self._safely(self._lease_call, "acquire")
             while True:
-                batch = [self._events.get()]
-                while True:
-                    try:
-                        batch.append(self._events.get_nowait())
-                    except Empty:
-                        break
+                batch = self._next_batch()
                 self._write([event for event in batch if event is not None])
+                self._safely(self._lease_call, "heartbeat_if_due")
                 if None in batch:
+                    self._safely(self._lease_call, "release")
                     return
         finally:
             connection.close()  # this thread's own
 
+    def _next_batch(self) -> list[Event | None]:
+        wait = self._lease.heartbeat_seconds if self._lease is not None else None
+        try:
+            batch = [self._events.get(timeout=wait)]
+        except Empty:
+            return []
+        while True:
+            try:
+                batch.append(self._events.get_nowait())
+            except Empty:
+                return batch
+
+    def _lease_call(self, method: str) -> None:
+        if self._lease is not None:
+            getattr(self._lease, method)()
+
     def _write(self, events: list[Event]) -> None:
+        from django_ray.lifecycle import celery as rows
+
         for kind, run in itertools.groupby(events, key=lambda event: event[0]):
             if kind == "started":
-                rows = [row for row in map(self._row, run) if row is not None]
-                self._safely(self._upsert, rows)
+                started = [(row, at) for _, job, at in run if (row := self._run_of(job))]
+                self._safely(rows.started, started)
+            elif kind == "resize" and self._lease is not None:
+                for _, concurrency, _ in run:
+                    self._safely(self._lease.resize, concurrency)
             else:
                 for _, completion, at in run:
                     self._safely(self._record, completion, at)
@@ -133,80 +176,57 @@ class DjangoRecords:
                 connection.close()
                 write(*args)
         except Exception:
-            logger.warning("django_ray pool: could not record %r", args[0], exc_info=True)
+            logger.warning("django_ray pool: could not record %r", args[:1], exc_info=True)
 
-    def _row(self, event: Event) -> Any:
-        """The row a run's start writes (None, logged, if it cannot be built)."""
-        from django_ray.models import Origin, Runner, State, TaskExecution
+    def _run_of(self, job: Job) -> CeleryRun | None:
+        """What a run's row records (None, logged, if it cannot be read from the job)."""
+        from django_ray.lifecycle.celery import CeleryRun
 
-        _, job, at = event
         try:
             request = job.request
             delivery = request.get("delivery_info") or {}
             args, kwargs = _arguments(job)
-            return TaskExecution(
-                pk=row_id(job.task_id),
-                origin=Origin.CELERY,
-                celery_task_id=job.task_id,
-                task_path=job.task_name[:255],
+            return CeleryRun(
+                task_id=job.task_id,
+                task_name=job.task_name,
+                attempt=int(request.get("retries") or 0) + 1,
+                worker=self._hostname,
                 args=args,
                 kwargs=kwargs,
-                queue_name=str(delivery.get("routing_key") or "")[:100],
+                queue_name=str(delivery.get("routing_key") or ""),
                 priority=int(delivery.get("priority") or 0),
-                runner=Runner.RAY_CORE,
-                state=State.RUNNING,
-                attempt=int(request.get("retries") or 0) + 1,
-                worker=self._hostname[:64],
                 ray_handle=job.handle,
-                started_at=at,
-                last_attempted_at=at,
             )
         except Exception:
             logger.warning("django_ray pool: could not record %r", job, exc_info=True)
             return None
 
-    def _upsert(self, rows: list[Any]) -> None:
-        from django_ray.models import TaskExecution
-
-        latest = {row.pk: row for row in rows}  # a later run of the same task id wins
-        TaskExecution.objects.bulk_create(
-            list(latest.values()),
-            update_conflicts=True,
-            unique_fields=["id"],
-            update_fields=[
-                "state", "attempt", "worker", "ray_handle", "started_at", "last_attempted_at",
-                "finished_at", "run_after",
-            ],
-        )  # fmt: skip
-
     def _record(self, completion: Completion, now: datetime) -> None:
-        from django.db.models import F
+        from celery.exceptions import Terminated, TimeLimitExceeded
 
-        from django_ray.models import State, TaskExecution
-        from django_ray.querysets import JSONAppend
+        from django_ray.lifecycle import celery as rows
+        from django_ray.lifecycle.errors import error_data
 
         job, kind, value = completion.job, completion.kind, completion.value
-        row = TaskExecution.objects.filter(pk=row_id(job.task_id))
+        run = self._run_of(job)
+        if run is None:
+            return
         if kind is Kind.LOST:
-            row.update(lost_attempts=F("lost_attempts") + 1, errors=JSONAppend("errors", value))
+            rows.lost(run, value)
         elif kind is Kind.HARD_TIMEOUT:
-            error = _error("celery.exceptions.TimeLimitExceeded", f"TimeLimitExceeded({value})")
-            row.update(state=State.FAILED, finished_at=now, errors=JSONAppend("errors", error))
+            rows.failed(run, error_data(TimeLimitExceeded, f"TimeLimitExceeded({value})"), now)
         elif kind is Kind.DROPPED and job.cancelled == "terminated":
-            error = _error("celery.exceptions.Terminated", "revoked with terminate=True")
-            errors = JSONAppend("errors", error)
-            row.update(state=State.FAILED, finished_at=now, cancelled_at=now, errors=errors)
+            error = error_data(Terminated, "revoked with terminate=True")
+            rows.failed(run, error, now, cancelled=True)
         elif kind is Kind.RESULT and not value[0]:
-            row.update(state=State.SUCCESSFUL, finished_at=now, ray_handle=job.handle)
+            rows.succeeded(run, now)
         elif kind in (Kind.RESULT, Kind.ERROR):
             info = value[1] if kind is Kind.RESULT else value
-            error = {**describe_error(_unwrapped(info.exception)), "traceback": info.traceback}
-            retrying = error["exception_class_path"] == "celery.exceptions.Retry"
-            row.update(
-                state=State.READY if retrying else State.FAILED,
-                finished_at=None if retrying else now,
-                errors=JSONAppend("errors", error),
-            )
+            error = error_data(_unwrapped(info.exception), traceback=info.traceback)
+            if error["exception_class_path"] == "celery.exceptions.Retry":
+                rows.retrying(run, error)
+            else:
+                rows.failed(run, error, now)
 
 
 def _now() -> datetime:
@@ -223,15 +243,6 @@ def _unwrapped(exc: BaseException) -> BaseException:
         exc = exc.exc
     unwrapped: BaseException = get_pickled_exception(exc)
     return unwrapped
-
-
-def _error(path: str, message: str) -> dict[str, Any]:
-    return {
-        "exception_class_path": path,
-        "exception_bases": [],
-        "message": message,
-        "traceback": "",
-    }
 
 
 def _arguments(job: Job) -> tuple[list[Any], dict[str, Any]]:

@@ -10,7 +10,6 @@ path, never pickled: the worker imports it as ``celery -A`` did.
 from __future__ import annotations
 
 import atexit
-import contextlib
 import os
 import signal
 import threading
@@ -22,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from celery import Celery
+
+    from django_ray.runtime.remote import Program
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,23 +135,12 @@ def run_packed(spec: AppSpec, packed: Sequence[Any]) -> tuple[int, Any, float]:
     )  # fmt: skip
 
 
-class WarmWorker:
-    """A Ray actor the pool keeps: one Ray worker process with the app set up in it.
+def program(spec: AppSpec) -> Program:
+    """What the pool runs on Ray: the tracer of the app ``spec`` names, set up once per
+    Ray worker process (at an actor's start, or on a plain task's first call)."""
+    from django_ray.runtime.remote import Program
 
-    Plain Ray tasks pay for a worker lease on every call when tasks arrive one
-    at a time, as a pool's do; a call to an actor goes straight to its process,
-    and the app's spec is sent once, not with every task.
-    """
-
-    def __init__(self, spec: AppSpec) -> None:
-        self.spec = spec
-        # Warm up now, before the first task. If the app cannot be set up,
-        # run() raises the same error again, to the task.
-        with contextlib.suppress(Exception):
-            bootstrap(spec)
-
-    def run(self, packed: Sequence[Any]) -> tuple[int, Any, float]:
-        return run_packed(self.spec, packed)
+    return Program(run=run_packed, context=(spec,), warm_up=bootstrap)
 
 
 @contextmanager

@@ -24,8 +24,8 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from django_ray.lifecycle import operator
 from django_ray.models import Runner, State, TaskExecution, WorkerLease
-from django_ray.operations import interventions
 
 DASHBOARD_URL_ENV = "RAY_DASHBOARD_URL"
 """Environment variable with the Ray dashboard's base URL (a ``RAY_DASHBOARD_URL`` setting wins)."""
@@ -160,13 +160,13 @@ class TaskExecutionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry selected FAILED tasks", permissions=["retry"])
     def retry(self, request: HttpRequest, queryset: QuerySet[TaskExecution]) -> None:
-        outcome = interventions.retry_failed(queryset)
+        outcome = operator.retry_failed(queryset)
         self.message_user(request, str(outcome), _level(outcome.retried))
 
     @admin.action(description="Cancel selected READY or RUNNING tasks", permissions=["cancel"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[TaskExecution]) -> None:
         by = request.user.get_username()
-        outcome = interventions.cancel(queryset, message=f"Cancelled from the admin by {by}")
+        outcome = operator.cancel(queryset, message=f"Cancelled from the admin by {by}")
         self.message_user(request, str(outcome), _level(outcome.cancelled + outcome.marked))
 
     @admin.display(description="duration")

@@ -18,7 +18,7 @@ def cancel(result_id: str, *, reason: str = "Cancelled by request") -> str:
     the worker running it stops it on Ray (Ray Core: cancel; Ray Jobs: stop)
     within about a second and records the cancellation. Finished: unchanged.
     """
+    from django_ray.lifecycle.operator import cancel as cancel_rows
     from django_ray.models import TaskExecution
-    from django_ray.operations.interventions import cancel as cancel_rows
 
     return str(cancel_rows(TaskExecution.objects.filter(pk=result_id), message=reason))

@@ -25,6 +25,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from django_ray.results.libraries import missing_library_problem
+from django_ray.retry import MAX_ATTEMPTS
 
 # Key order is the contract's order; problems are reported in it.
 DEFAULTS: Mapping[str, Any] = MappingProxyType(
@@ -133,6 +134,19 @@ def _integer_at_least(minimum: int, noun: str) -> _Check:
     return check
 
 
+def _integer_between(minimum: int, maximum: int, noun: str) -> _Check:
+    at_least = _integer_at_least(minimum, noun)
+
+    def check(value: Any) -> str | None:
+        if problem := at_least(value):
+            return problem
+        if value > maximum:
+            return f"must be at most {maximum} (django-ray's maximum); got {value!r}."
+        return None
+
+    return check
+
+
 def _one_of(choices: Sequence[str]) -> _Check:
     listed = ", ".join(f'"{choice}"' for choice in choices[:-1]) + f' or "{choices[-1]}"'
 
@@ -184,7 +198,7 @@ _CHECKS: Mapping[str, _Check] = {
     "RAY_RUNTIME_ENV": _of_type((dict,), "a dict (a Ray runtime_env)"),
     "RUNNER": _one_of(RUNNERS),
     "DEFAULT_CONCURRENCY": _integer_at_least(1, "positive"),
-    "MAX_TASK_ATTEMPTS": _integer_at_least(1, "positive"),
+    "MAX_TASK_ATTEMPTS": _integer_between(1, MAX_ATTEMPTS, "positive"),
     # 0 is allowed: retry at once, with no backoff.
     "RETRY_BACKOFF_SECONDS": _integer_at_least(0, "non-negative"),
     "RETRY_EXCEPTION_DENYLIST": _denylist,

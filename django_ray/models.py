@@ -1,34 +1,31 @@
 """State tables: one row per task execution, one row per running worker.
 
-The database is the system of record. Every state change is one UPDATE, fenced
-by the attempt number and the claim token of the attempt that owns the row, so
-a late or duplicate completion can never overwrite a newer state.
+The database is the system of record. The rows change state only through
+:mod:`django_ray.lifecycle`, where every change is one UPDATE fenced by the
+attempt number and the claim token of the attempt that owns the row.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from datetime import datetime
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from django.db import models
 from django.db.models import F, Q
-from django.tasks import TaskResultStatus
+from django.tasks import TaskResult, TaskResultStatus
+from django.tasks.base import TASK_REFRESH_ATTRS, TaskError
+from django.tasks.exceptions import InvalidTask
 from django.utils import timezone
 
-from django_ray.querysets import JSONAppend, TaskExecutionQuerySet, WorkerLeaseQuerySet
+from django_ray.querysets import TaskExecutionQuerySet, WorkerLeaseQuerySet
+from django_ray.states import OUTLIVE_THEIR_WORKER, Origin, Runner, State
 
-State = TaskResultStatus
+if TYPE_CHECKING:
+    from django.tasks import Task
 
-
-class Origin(models.TextChoices):
-    TASKS = "tasks", "Django Tasks"
-    CELERY = "celery", "Celery"
-
-
-class Runner(models.TextChoices):
-    RAY_CORE = "ray_core", "Ray Core"
-    RAY_JOB = "ray_job", "Ray Job"
+__all__ = ["Origin", "RayTaskResult", "Runner", "State", "TaskExecution", "WorkerLease"]
 
 
 class TaskExecution(models.Model):
@@ -46,6 +43,9 @@ class TaskExecution(models.Model):
     # Per-task options fixed at enqueue time (Ray resources, runtime_env,
     # retry overrides), so a worker runs the attempt as it was asked for.
     options = models.JSONField(default=dict, blank=True)
+    # enqueue()'s signature over what the row may run (see django_ray.signing):
+    # a row written any other way is failed before anything it names is imported.
+    signature = models.CharField(max_length=100, blank=True, default="")
 
     state = models.CharField(max_length=10, choices=State.choices, default=State.READY)
     attempt = models.PositiveIntegerField(default=0)
@@ -78,15 +78,15 @@ class TaskExecution(models.Model):
     class Meta:
         ordering = ["-enqueued_at"]
         indexes = [
-            # Serves the claim query exactly: only READY rows are in it, in the
-            # order the claim takes them, so claiming costs the same whatever
-            # the size of the finished history.
+            # Serves the claim query exactly: only READY Django Tasks rows are in
+            # it, in the order the claim takes them, so claiming costs the same
+            # whatever the size of the finished history.
             models.Index(
                 F("priority").desc(),
                 "enqueued_at",
                 "id",
                 name="django_ray_claim_idx",
-                condition=Q(state="READY"),
+                condition=Q(state="READY", origin="tasks"),
             ),
             models.Index("worker", name="django_ray_running_idx", condition=Q(state="RUNNING")),
             models.Index("task_path", "state", name="django_ray_task_state_idx"),
@@ -101,76 +101,97 @@ class TaskExecution(models.Model):
     def __str__(self) -> str:
         return f"{self.task_path} [{self.id}] {self.state}"
 
-    def record_success(
-        self, *, value: Any, finished_at: datetime, reference: dict[str, Any] | None = None
-    ) -> bool:
-        """Record this attempt's return value (inline, or the pointer to where it is stored);
-        False if the attempt no longer owns the row."""
-        return self._finish(
-            State.SUCCESSFUL, finished_at, result_data=value, result_reference=reference
+    @property
+    def outlives_its_worker(self) -> bool:
+        """Whether this attempt goes on when its worker dies (a Ray Job does; a Ray Core task
+        dies with the process that owns it)."""
+        return self.runner in OUTLIVE_THEIR_WORKER
+
+    def to_task_result(self, task: Task) -> RayTaskResult:
+        """Django's view of this row: status, timestamps, errors per attempt, and the value."""
+        stored = (self.priority, self.queue_name, self.run_after, self.backend)
+        if stored != (task.priority, task.queue_name, task.run_after, task.backend):
+            # The queue or backend may have been removed from settings since the
+            # row was written; the stored result is still worth showing.
+            with contextlib.suppress(InvalidTask):
+                task = task.using(
+                    priority=self.priority,
+                    queue_name=self.queue_name,
+                    run_after=self.run_after,
+                    backend=self.backend,
+                )
+        result = RayTaskResult(
+            task=task,
+            id=str(self.pk),
+            status=TaskResultStatus(self.state),
+            enqueued_at=self.enqueued_at,
+            started_at=self.started_at,
+            finished_at=self.finished_at,
+            last_attempted_at=self.last_attempted_at,
+            args=self.args,
+            kwargs=self.kwargs,
+            backend=self.backend,
+            errors=[
+                TaskError(
+                    exception_class_path=error["exception_class_path"],
+                    traceback=error["traceback"],
+                )
+                for error in self.errors
+            ],
+            worker_ids=list(self.worker_ids),
+            result_reference=self.result_reference,
         )
+        if self.state == TaskResultStatus.SUCCESSFUL:
+            object.__setattr__(result, "_return_value", self.result_data)
+        return result
 
-    def record_failure(
-        self, *, error: dict[str, Any], finished_at: datetime, lost: bool = False
-    ) -> bool:
-        """Record this attempt's error as final; False if the attempt no longer owns the row."""
-        return self._finish(State.FAILED, finished_at, **self._error_fields(error, lost))
 
-    def record_retry(
-        self, *, error: dict[str, Any], run_after: datetime, lost: bool = False
-    ) -> bool:
-        """Record this attempt's error and put the row back in the queue for ``run_after``."""
-        return self._update_owned(
-            state=State.READY,
-            run_after=run_after,
-            claim_token=None,
-            worker="",
-            ray_status="",
-            **self._error_fields(error, lost),
-        )
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RayTaskResult(TaskResult):  # type: ignore[misc]  # the stubs miss that TaskResult is frozen
+    """Django's ``TaskResult``; a value stored outside the row loads when first read.
 
-    def _error_fields(self, error: dict[str, Any], lost: bool) -> dict[str, Any]:
-        entry = {**error, "attempt": self.attempt, "worker": self.worker}
-        fields: dict[str, Any] = {"errors": JSONAppend("errors", entry)}
-        if lost:
-            fields["lost_attempts"] = F("lost_attempts") + 1
-        return fields
+    ``return_value`` of a result kept only as a digest raises an error that
+    says so; a stored payload that is missing or corrupted raises an error
+    naming the execution and the location, never returns a wrong value.
+    """
 
-    def _finish(self, state: str, finished_at: datetime, **fields: Any) -> bool:
-        return self._update_owned(state=state, finished_at=finished_at, **fields)
+    result_reference: dict[str, Any] | None = None
+    _loaded: bool = field(init=False, default=False)
 
-    def hand_back(self) -> bool:
-        """Put this attempt's row back in the queue, due now (a worker stopping; not a failure)."""
-        return self._update_owned(
-            state=State.READY, run_after=None, claim_token=None, worker="", ray_status=""
-        )
+    @property
+    def return_value(self) -> Any:
+        if (
+            self.status == TaskResultStatus.SUCCESSFUL
+            and self.result_reference is not None
+            and not self._loaded
+        ):
+            from django_ray.conf import get_settings
+            from django_ray.results import load_result
 
-    def adopt(self, worker_id: str, now: datetime) -> bool:
-        """Take over monitoring this attempt from a worker whose lease expired."""
-        if not self._update_owned(worker=worker_id, monitor_heartbeat_at=now):
-            return False
-        self.worker, self.monitor_heartbeat_at = worker_id, now
-        return True
+            value = load_result(
+                self.result_reference, execution_id=self.id, settings=get_settings()
+            )
+            object.__setattr__(self, "_return_value", value)
+            object.__setattr__(self, "_loaded", True)
+        return TaskResult.return_value.fget(self)  # type: ignore[attr-defined]
 
-    def _update_owned(self, **fields: Any) -> bool:
-        """One UPDATE, only while this attempt (and the worker it knows) still owns the row.
+    def refresh(self) -> None:
+        self._copy_from(self.task.get_backend().get_result(self.id))
 
-        Comparing the worker too means a worker whose lease lapsed and whose
-        attempt was adopted by another can no longer write over it.
-        """
-        fields.setdefault("monitor_heartbeat_at", None)
-        if self.ray_handle:  # the worker may not have written it yet (see the worker loop)
-            fields.setdefault("ray_handle", self.ray_handle)
-        owned = TaskExecution.objects.owned_by(self.pk, self.attempt, self.claim_token).filter(
-            worker=self.worker
-        )
-        return owned.update(**fields) == 1
+    async def arefresh(self) -> None:
+        self._copy_from(await self.task.get_backend().aget_result(self.id))
+
+    def _copy_from(self, fresh: Any) -> None:
+        for attr in (*TASK_REFRESH_ATTRS, "result_reference", "_loaded"):
+            object.__setattr__(self, attr, getattr(fresh, attr))
 
 
 class WorkerLease(models.Model):
     """A running worker process: its identity, what it serves and how long it is trusted."""
 
     worker_id = models.CharField(max_length=64, primary_key=True)
+    # A Django worker (tasks) or a Celery worker running the django_ray pool (celery).
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.TASKS)
     hostname = models.CharField(max_length=255)
     pid = models.PositiveIntegerField()
     queues = models.JSONField(default=list)

@@ -28,6 +28,11 @@ def resolve_task(task_path: str) -> Task:
         candidate = import_string(task_path)
     except ImportError as exc:
         raise UnregisteredTask(f"Task {task_path} cannot be imported: {exc}") from exc
+    except Exception as exc:  # the module raised while importing (a bad deploy, a setting)
+        raise UnregisteredTask(
+            f"Task {task_path} cannot be imported: its module raised "
+            f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}"
+        ) from exc
     if not isinstance(candidate, Task):
         kind = type(candidate)
         raise UnregisteredTask(

@@ -12,16 +12,26 @@ from datetime import datetime, timedelta
 from typing import Any
 
 CANCELLED = "django_ray.cancel.TaskCancelled"
+MAX_ATTEMPTS = 100
+"""The most attempts a task may have (``MAX_TASK_ATTEMPTS``, a task's ``max_attempts``)."""
+MAX_RETRY_DELAY_SECONDS = 6 * 3600
+"""No retry waits longer than this (six hours), or ``RETRY_BACKOFF_SECONDS`` if that is longer."""
 # Never retried, whatever the policy: the user asked to stop, the row names no
-# task, or the task returned what can never be stored.
+# task or was not written by enqueue(), or the task returned what can never be stored.
 NEVER_RETRIED = frozenset(
-    {CANCELLED, "django_ray.registry.UnregisteredTask", "django_ray.payloads.PayloadError"}
+    {
+        CANCELLED,
+        "django_ray.registry.UnregisteredTask",
+        "django_ray.payloads.PayloadError",
+        "django_ray.exceptions.InvalidSignature",
+    }
 )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RetryPolicy:
-    """``max_attempts`` in all; before attempt n+1, wait ``backoff_seconds * 2**(n-1)``."""
+    """``max_attempts`` in all; before attempt n+1, wait ``backoff_seconds * 2**(n-1)``,
+    capped at :data:`MAX_RETRY_DELAY_SECONDS` (or ``backoff_seconds``, if longer)."""
 
     max_attempts: int
     backoff_seconds: float
@@ -39,8 +49,18 @@ class RetryPolicy:
         )
 
     def delay_after(self, attempt: int) -> timedelta:
-        """How long to wait after attempt ``attempt`` (1-based) failed."""
-        return timedelta(seconds=self.backoff_seconds * 2 ** (attempt - 1))
+        """How long to wait after attempt ``attempt`` (1-based) failed.
+
+        Computed with integers and capped before it becomes a ``timedelta``, so no
+        attempt count (a row's is data) can overflow it.
+        """
+        cap = max(MAX_RETRY_DELAY_SECONDS, self.backoff_seconds)
+        exponent = max(attempt - 1, 0)
+        if self.backoff_seconds <= 0:
+            return timedelta(0)
+        if exponent > 64:  # far past any cap, and past what a float can hold
+            return timedelta(seconds=cap)
+        return timedelta(seconds=min(self.backoff_seconds * 2**exponent, cap))
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,8 @@ from typing import Any
 from django.tasks import Task
 from django.tasks.exceptions import InvalidTask
 
+from django_ray.retry import MAX_ATTEMPTS
+
 # Options handed to Ray (Ray Core: .options(); Ray Jobs: the entrypoint's resources).
 RAY_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env", "max_calls")
 # Options read by django-ray's retry policy.
@@ -79,6 +81,9 @@ def option_problems(task: Task) -> list[str]:
         value = getattr(task, name)
         if value is not None and (not _is_int(value) or value < 1):
             problems.append(f"{name} must be an integer >= 1; got {value!r}")
+    attempts = task.max_attempts
+    if attempts is not None and _is_int(attempts) and attempts > MAX_ATTEMPTS:
+        problems.append(f"max_attempts must be at most {MAX_ATTEMPTS}; got {attempts!r}")
     backoff = task.retry_backoff_seconds
     if backoff is not None and (not _is_int(backoff) or backoff < 0):
         problems.append(f"retry_backoff_seconds must be an integer >= 0; got {backoff!r}")

@@ -6,7 +6,8 @@ recording path run, only Ray is replaced by a call in this process.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 
 from django.tasks import task_backends
 
@@ -20,6 +21,8 @@ class InProcessDispatcher:
     """Runs each job synchronously at submit time, in this process and thread."""
 
     runner = "ray_core"
+    attempts_outlive_worker = False
+    statuses: Mapping[str, str] = MappingProxyType({})
 
     def __init__(self) -> None:
         self._done: list[Outcome] = []
@@ -43,6 +46,15 @@ class InProcessDispatcher:
     def wait(self, timeout: float, at_least: int = 1) -> list[Outcome]:
         done, self._done = self._done, []
         return done
+
+    def adopt(self, job: Job) -> bool:
+        return False
+
+    def job_status(self, execution_id: str, attempt: int) -> str | None:
+        return None
+
+    def reset(self) -> list[Outcome]:
+        return []
 
 
 def drain(

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import traceback as traceback_module
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from django_ray.lifecycle.errors import error_data
+
+if TYPE_CHECKING:
+    from django_ray.models import TaskExecution
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -25,6 +29,24 @@ class Job:
     worker_ids: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     claim_token: str = ""
+
+    @classmethod
+    def of(cls, row: TaskExecution) -> Job:
+        """The attempt a claimed row holds."""
+        return cls(
+            execution_id=str(row.pk),
+            attempt=row.attempt,
+            task_path=row.task_path,
+            args=row.args,
+            kwargs=row.kwargs,
+            backend=row.backend,
+            takes_context=row.takes_context,
+            enqueued_at=row.enqueued_at,
+            started_at=row.started_at,
+            worker_ids=list(row.worker_ids),
+            options=dict(row.options),
+            claim_token=str(row.claim_token),
+        )
 
     def pack(self) -> tuple[Any, ...]:
         """This job as plain values, the form it crosses to Ray Core in.
@@ -102,7 +124,7 @@ class Outcome:
         return cls(
             execution_id=job.execution_id,
             attempt=job.attempt,
-            error=describe_error(exc),
+            error=error_data(exc),
             lost=lost,
         )
 
@@ -113,22 +135,3 @@ def _iso(moment: datetime | None) -> str | None:
 
 def _from_iso(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text)
-
-
-def class_path(kind: type) -> str:
-    return f"{kind.__module__}.{kind.__qualname__}"
-
-
-def describe_error(exc: BaseException) -> dict[str, Any]:
-    """An exception as data: class path, its bases' paths, message and traceback.
-
-    The bases let the retry policy match a denylist by name without ever
-    importing a class named in the database.
-    """
-    kind = type(exc)
-    return {
-        "exception_class_path": class_path(kind),
-        "exception_bases": [class_path(base) for base in kind.__mro__[1:] if base is not object],
-        "message": str(exc),
-        "traceback": "".join(traceback_module.format_exception(exc)),
-    }

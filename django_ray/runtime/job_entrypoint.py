@@ -24,22 +24,29 @@ def main(argv: list[str]) -> int:
     from django.db import transaction
     from django.utils import timezone
 
+    from django_ray.exceptions import InvalidSignature
+    from django_ray.lifecycle.outcomes import record_safely
     from django_ray.models import TaskExecution
-    from django_ray.worker.loop import job_for
-    from django_ray.worker.record import apply_outcome
+    from django_ray.runtime.job import Job, Outcome
+    from django_ray.signing import verify
 
     row = TaskExecution.objects.owned_by(execution_id, attempt, claim_token).first()
     if row is None:
         print(f"Attempt {attempt} of {execution_id} no longer owns its row; nothing runs.")
         return 0
-    print(f"Running {row.task_path} [{execution_id}] attempt {attempt}", flush=True)
-    outcome = run_job(job_for(row))
+    try:
+        verify(row)  # before anything the row names is imported
+    except InvalidSignature as exc:
+        outcome = Outcome.failure(Job.of(row), exc)
+    else:
+        print(f"Running {row.task_path} [{execution_id}] attempt {attempt}", flush=True)
+        outcome = run_job(Job.of(row))
     # The job's fence is its attempt and claim token. The worker monitoring it
     # may have changed meanwhile (adopted after its first worker died), so the
     # outcome is applied to the row as it is now, not as it was at start.
     current = TaskExecution.objects.owned_by(execution_id, attempt, claim_token).first()
     with transaction.atomic():
-        owned = current is not None and apply_outcome(current, outcome, timezone.now())
+        owned = current is not None and record_safely(current, outcome, timezone.now())
     row = current or row
     if not owned:
         print("The row was taken over while the task ran; this outcome was not recorded.")

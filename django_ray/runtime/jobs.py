@@ -15,8 +15,9 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from django_ray.lifecycle.errors import error_data
 from django_ray.runtime.connection import RayUnavailable, merge_runtime_env, worker_runtime_env
-from django_ray.runtime.job import Job, Outcome, class_path
+from django_ray.runtime.job import Job, Outcome
 
 logger = logging.getLogger("django_ray.runtime")
 
@@ -45,6 +46,7 @@ class RayJobDispatcher:
     """Submits each attempt as a Ray Job and reports the jobs that ended."""
 
     runner = "ray_job"
+    attempts_outlive_worker = True
 
     def __init__(
         self,
@@ -150,7 +152,11 @@ class RayJobDispatcher:
         return Outcome(
             execution_id=job.execution_id,
             attempt=job.attempt,
-            error=job_error(kind, f"Ray job {sid} ended {status}: {message}", self._logs(sid)),
+            error=error_data(
+                kind,
+                f"Ray job {sid} ended {status}: {message}",
+                traceback=f"Tail of the job's logs:\n{self._logs(sid)}",
+            ),
             lost=True,
             recorded=True,
         )
@@ -161,9 +167,10 @@ class RayJobDispatcher:
         except Exception as exc:  # the logs are a courtesy; the status is the fact
             return f"(logs of {sid} unavailable: {exc})"
 
-    def adopt(self, job: Job) -> None:
+    def adopt(self, job: Job) -> bool:
         """Monitor a job another worker submitted (its worker's lease expired)."""
         self._in_flight[submission_id(job.execution_id, job.attempt)] = job
+        return True
 
     def job_status(self, execution_id: str, attempt: int) -> str | None:
         """What Ray says of this attempt's job; None if Ray has no such job."""
@@ -180,13 +187,3 @@ class RayJobDispatcher:
         for sid, job in self._in_flight.items():
             if job.execution_id == execution_id:
                 self._client.stop_job(sid)
-
-
-def job_error(kind: type[Exception], message: str, logs: str) -> dict[str, Any]:
-    """An infrastructure failure as the same error data a task's exception becomes."""
-    return {
-        "exception_class_path": class_path(kind),
-        "exception_bases": [class_path(base) for base in kind.__mro__[1:] if base is not object],
-        "message": message,
-        "traceback": f"Tail of the job's logs:\n{logs}",
-    }

@@ -1,4 +1,8 @@
-"""The worker's lease row: proof of life that other workers can read."""
+"""A worker's lease row: proof of life that other workers, status and doctor can read.
+
+Django workers hold one; so does each Celery worker running the ``django_ray``
+pool (origin ``celery``), so the Celery tasks it runs show as in flight, not stuck.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,40 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import TYPE_CHECKING
 
 from django.utils import timezone
 
 from django_ray.models import WorkerLease
+from django_ray.states import Origin
 
 logger = logging.getLogger("django_ray.worker")
-
-if TYPE_CHECKING:
-    from django_ray.worker.loop import WorkerOptions
 
 
 class Lease:
     """Holds ``WorkerLease`` for one worker: acquire, heartbeat every N seconds, release."""
 
-    def __init__(self, worker_id: str, options: WorkerOptions, *, runner: str) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        *,
+        queues: Iterable[str],
+        concurrency: int,
+        runner: str,
+        heartbeat_seconds: float,
+        lease_seconds: float,
+        ray_address: str | None = None,
+        origin: str = Origin.TASKS,
+    ) -> None:
         self.worker_id = worker_id
-        self.options = options
+        self.queues = list(queues)
+        self.concurrency = concurrency
         self.runner = runner
+        self.heartbeat_seconds = heartbeat_seconds
+        self.lease_seconds = lease_seconds
+        self.ray_address = ray_address or ""
+        self.origin = origin
         self._next_heartbeat = 0.0
         self._expires = float("inf")
 
@@ -34,15 +52,16 @@ class Lease:
         WorkerLease.objects.update_or_create(
             worker_id=self.worker_id,
             defaults={
+                "origin": self.origin,
                 "hostname": socket.gethostname(),
                 "pid": os.getpid(),
-                "queues": list(self.options.queues),
+                "queues": self.queues,
                 "runner": self.runner,
-                "concurrency": self.options.concurrency,
-                "ray_address": self.options.ray_address or "",
+                "concurrency": self.concurrency,
+                "ray_address": self.ray_address,
                 "started_at": now,
                 "heartbeat_at": now,
-                "lease_expires_at": now + timedelta(seconds=self.options.lease_seconds),
+                "lease_expires_at": now + timedelta(seconds=self.lease_seconds),
                 "stopping": False,
             },
         )
@@ -65,7 +84,7 @@ class Lease:
         now = timezone.now()
         extended = WorkerLease.objects.filter(pk=self.worker_id, lease_expires_at__gt=now).update(
             heartbeat_at=now,
-            lease_expires_at=now + timedelta(seconds=self.options.lease_seconds),
+            lease_expires_at=now + timedelta(seconds=self.lease_seconds),
         )
         if not extended:
             logger.error(
@@ -77,10 +96,15 @@ class Lease:
         self._schedule()
         return True
 
+    def resize(self, concurrency: int) -> None:
+        """The worker now runs this many at once (a Celery pool grew or shrank)."""
+        self.concurrency = concurrency
+        WorkerLease.objects.filter(pk=self.worker_id).update(concurrency=concurrency)
+
     def _schedule(self) -> None:
         now = time.monotonic()
-        self._next_heartbeat = now + self.options.heartbeat_seconds
-        self._expires = now + self.options.lease_seconds
+        self._next_heartbeat = now + self.heartbeat_seconds
+        self._expires = now + self.lease_seconds
 
     def release(self) -> None:
         """Mark the lease stopped and expired, so nobody waits for it to time out."""

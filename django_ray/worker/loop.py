@@ -9,16 +9,19 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Protocol
 
 from django.utils import timezone
 
+from django_ray.exceptions import InvalidSignature
+from django_ray.lifecycle import announce, attempts
+from django_ray.lifecycle.outcomes import DATABASE_ERRORS, fail_unrunnable, record_outcomes
 from django_ray.models import TaskExecution
 from django_ray.runtime.connection import RayUnavailable
+from django_ray.runtime.dispatcher import Dispatcher
 from django_ray.runtime.job import Job, Outcome
+from django_ray.signing import verify
 from django_ray.worker.leases import Lease
-from django_ray.worker.outage import DATABASE_ERRORS, Outage
-from django_ray.worker.record import announce_started, record_outcomes, release
+from django_ray.worker.outage import Outage
 from django_ray.worker.recovery import recover
 from django_ray.worker.summary import Summary
 from django_ray.worker.wakeup import Wakeup
@@ -33,21 +36,6 @@ BATCH_SHARE = 8
 # Ray Core handles of attempts still running are written this often; an attempt
 # that ends sooner gets its handle written with its outcome, in the same UPDATE.
 HANDLE_WRITE_SECONDS = 1.0
-
-
-class Dispatcher(Protocol):
-    """Where claimed attempts run: Ray Core, Ray Jobs, or in-process for unit tests."""
-
-    runner: str
-
-    @property
-    def in_flight(self) -> int: ...
-
-    def submit(self, job: Job) -> str: ...
-
-    def wait(self, timeout: float, at_least: int = 1) -> list[Outcome]: ...
-
-    def cancel(self, execution_id: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -89,7 +77,15 @@ class Worker:
         self.options = options
         self.dispatcher = dispatcher
         self.worker_id = worker_id or new_worker_id()
-        self.lease = Lease(self.worker_id, options, runner=dispatcher.runner)
+        self.lease = Lease(
+            self.worker_id,
+            queues=options.queues,
+            concurrency=options.concurrency,
+            runner=dispatcher.runner,
+            heartbeat_seconds=options.heartbeat_seconds,
+            lease_seconds=options.lease_seconds,
+            ray_address=options.ray_address,
+        )
         self._running: dict[str, TaskExecution] = {}
         self._unrecorded: list[Outcome] = []
         self._next_recovery = 0.0
@@ -123,20 +119,14 @@ class Worker:
         if beat is False:
             self.forget_lost_rows()
         if self._running:
-            TaskExecution.objects.running().filter(
-                pk__in=list(self._running), worker=self.worker_id
-            ).update(monitor_heartbeat_at=timezone.now())
+            attempts.beat(self.worker_id, self._running, timezone.now())
 
     def forget_lost_rows(self) -> None:
         """After a lapsed lease: stop tracking rows that were recovered or adopted meanwhile."""
-        still_ours = set(
-            str(pk)
-            for pk in TaskExecution.objects.running()
-            .filter(pk__in=list(self._running), worker=self.worker_id)
-            .values_list("pk", flat=True)
-        )
+        held = TaskExecution.objects.held_by(self.worker_id, self._running)
+        still_ours = {str(pk) for pk in held.values_list("pk", flat=True)}
         lost = [self._running.pop(pk) for pk in set(self._running) - still_ours]
-        release(lost, self.worker_id)
+        announce.released(lost, self.worker_id)
         for row in lost:
             logger.warning(
                 "Lease lapsed: %s [%s] attempt %d was taken over; no longer tracking it",
@@ -157,24 +147,21 @@ class Worker:
 
     def report_ray_status(self) -> None:
         """Copy what Ray says of attempts in flight (e.g. PENDING on resources) to their rows."""
-        statuses: dict[str, str] = getattr(self.dispatcher, "statuses", {})
         changed: dict[str, list[str]] = {}
-        for execution_id, status in statuses.items():
+        for execution_id, status in self.dispatcher.statuses.items():
             row = self._running.get(execution_id)
             if row is not None and row.ray_status != status:
                 row.ray_status = status
                 changed.setdefault(status, []).append(execution_id)
         for status, ids in changed.items():
-            TaskExecution.objects.running().filter(pk__in=ids, worker=self.worker_id).update(
-                ray_status=status
-            )
+            attempts.report_ray_status(self.worker_id, ids, status)
 
     def write_handles_if_due(self, *, now: bool = False) -> None:
         """Store the Ray handles of attempts still in flight (those that ended have theirs)."""
         if not self._unwritten_handles or not (now or time.monotonic() >= self._next_handle_write):
             return
         rows = [row for row in self._unwritten_handles if str(row.pk) in self._running]
-        TaskExecution.objects.set_ray_handles(rows)
+        attempts.write_handles(rows)
         self._unwritten_handles = []
         self._next_handle_write = time.monotonic() + HANDLE_WRITE_SECONDS
 
@@ -183,10 +170,9 @@ class Worker:
         if not self._running or time.monotonic() < self._next_cancel_check:
             return
         self._next_cancel_check = time.monotonic() + CANCEL_CHECK_SECONDS
-        marked = TaskExecution.objects.running().filter(
-            pk__in=[pk for pk, row in self._running.items() if row.cancelled_at is None],
-            worker=self.worker_id,
-            cancelled_at__isnull=False,
+        watched = [pk for pk, row in self._running.items() if row.cancelled_at is None]
+        marked = TaskExecution.objects.held_by(self.worker_id, watched).filter(
+            cancelled_at__isnull=False
         )
         for pk, cancelled_at in marked.values_list("pk", "cancelled_at"):
             row = self._running[str(pk)]
@@ -200,10 +186,12 @@ class Worker:
         self._next_recovery = time.monotonic() + self.options.heartbeat_seconds
         recover(self)
 
-    def track(self, row: TaskExecution) -> None:
-        """Monitor an attempt this worker adopted instead of submitting."""
+    def track(self, row: TaskExecution) -> bool:
+        """Monitor an attempt this worker adopted instead of submitting (if it can)."""
+        if not self.dispatcher.adopt(Job.of(row)):
+            return False
         self._running[str(row.pk)] = row
-        self.dispatcher.adopt(job_for(row))  # type: ignore[attr-defined]
+        return True
 
     def _batch(self) -> int:
         return max(1, self.in_flight // BATCH_SHARE)
@@ -212,17 +200,18 @@ class Worker:
         free = self.options.concurrency - self.in_flight
         if self.lease.lapsed or free < self._batch():
             return 0
-        rows = TaskExecution.objects.claim(
+        rows = attempts.claim(
             free,
             worker_id=self.worker_id,
             queues=self.options.queues,
             runner=self.dispatcher.runner,
             backend=self.options.backend,
         )
+        rows = self._runnable(rows)
         for index, row in enumerate(rows):
             self._running[str(row.pk)] = row
             try:
-                row.ray_handle = self.dispatcher.submit(job_for(row))
+                row.ray_handle = self.dispatcher.submit(Job.of(row))
             except RayUnavailable:
                 self._hand_back(rows[index:])  # never submitted: not an attempt lost
                 self._submitted(rows[:index])
@@ -230,27 +219,41 @@ class Worker:
         self._submitted(rows)
         return len(rows)
 
+    def _runnable(self, rows: list[TaskExecution]) -> list[TaskExecution]:
+        """The claimed rows that may run; the others are failed here, before anything they
+        name is imported or handed to Ray (a row not written by ``enqueue()``)."""
+        runnable = []
+        for row in rows:
+            try:
+                verify(row)
+            except InvalidSignature as exc:
+                logger.error("Failing %s [%s]: %s", row.task_path, row.pk, exc)
+                self.summary.finished([row] if fail_unrunnable(row, exc, timezone.now()) else [])
+                continue
+            runnable.append(row)
+        return runnable
+
     def _submitted(self, rows: list[TaskExecution]) -> None:
         if not rows:
             return
         self._unwritten_handles += rows
-        if self.dispatcher.runner == "ray_job":
-            self.write_handles_if_due(now=True)  # a job's id matters at once (adoption, logs)
+        if self.dispatcher.attempts_outlive_worker:
+            self.write_handles_if_due(now=True)  # its id matters at once (adoption, logs)
         self.summary.claimed += len(rows)
-        announce_started(rows, self.worker_id)
+        announce.started(rows, self.worker_id)
 
     def reconnect_ray(self) -> None:
         """After Ray went away: connect again; attempts in flight on it are lost attempts."""
         try:
-            self._unrecorded.extend(self.dispatcher.reset())  # type: ignore[attr-defined]
+            self._unrecorded.extend(self.dispatcher.reset())
         except Exception as exc:  # still down: the next pass backs off and tries again
             logger.error("Ray is still unavailable: %s", exc)
 
     def _hand_back(self, rows: list[TaskExecution]) -> None:
         for row in rows:
             self._running.pop(str(row.pk), None)
-            row.hand_back()
-        release(rows, self.worker_id)
+            attempts.hand_back(row)
+        announce.released(rows, self.worker_id)
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Loop until ``stop`` is set (or, in burst mode, until nothing is left to do).
@@ -303,7 +306,7 @@ class Worker:
         Ray Jobs are left running: once this worker's lease is released, another
         worker adopts them.
         """
-        if self.dispatcher.runner == "ray_job" and not finish:
+        if self.dispatcher.attempts_outlive_worker and not finish:
             if self._running:
                 logger.info("Leaving %d Ray job(s) running for adoption", len(self._running))
             return
@@ -314,24 +317,7 @@ class Worker:
         left = list(self._running.values())
         for row in left:
             self.dispatcher.cancel(str(row.pk))
-            if row.hand_back():
+            if attempts.hand_back(row):
                 logger.warning("Handed %s [%s] back to the queue", row.task_path, row.pk)
         self._running.clear()
-        release(left, self.worker_id)
-
-
-def job_for(row: TaskExecution) -> Job:
-    return Job(
-        execution_id=str(row.pk),
-        attempt=row.attempt,
-        task_path=row.task_path,
-        args=row.args,
-        kwargs=row.kwargs,
-        backend=row.backend,
-        takes_context=row.takes_context,
-        enqueued_at=row.enqueued_at,
-        started_at=row.started_at,
-        worker_ids=list(row.worker_ids),
-        options=dict(row.options),
-        claim_token=str(row.claim_token),
-    )
+        announce.released(left, self.worker_id)

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from django.db import InterfaceError, OperationalError, close_old_connections
+from django.db import close_old_connections
 
 logger = logging.getLogger("django_ray.worker")
-
-DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 
 class Outage:

@@ -12,7 +12,9 @@
   claimed rows were read): nothing was submitted, so it goes back to the queue.
   The worker's live lease would otherwise keep it RUNNING for ever.
 
-Each pass handles a bounded batch, through the index on RUNNING rows.
+Each pass handles a bounded batch, through the index on RUNNING rows. Each row
+is handled on its own: one that raises is failed with the cause, and the pass
+goes on. Rows that came from Celery are never touched (see ``orphaned``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from django.db import transaction
 from django.utils import timezone
 
 from django_ray.conf import get_settings
-from django_ray.models import Runner, TaskExecution
-from django_ray.runtime.job import Outcome, describe_error
-from django_ray.worker.record import announce, apply_outcome
+from django_ray.lifecycle import attempts
+from django_ray.lifecycle.errors import error_data
+from django_ray.lifecycle.outcomes import DATABASE_ERRORS, fail_broken, record_loss
+from django_ray.models import TaskExecution
 
 if TYPE_CHECKING:
     from django_ray.worker.loop import Worker
@@ -50,17 +52,26 @@ def recover(worker: Worker, now: datetime | None = None) -> int:
         TaskExecution.objects.orphaned(worker.options.queues, worker.options.backend)[:BATCH]
     )
     for row in orphans:
-        if row.runner == Runner.RAY_JOB and hasattr(worker.dispatcher, "job_status"):
-            if _adopt_job(worker, row, now):
-                handled += 1
-                continue
-        elif row.runner == Runner.RAY_CORE:
-            handled += _lose(row, now, f"worker {row.worker} stopped heartbeating")
-            continue
-        heartbeat = row.monitor_heartbeat_at or row.last_attempted_at
-        if heartbeat is None or heartbeat < stuck_before:
-            handled += _lose(row, now, f"no worker lease or monitor heartbeat since {heartbeat}")
+        try:
+            handled += _recover_one(worker, row, now, stuck_before)
+        except DATABASE_ERRORS:
+            raise
+        except Exception as exc:  # this row, and only this row, cannot be recovered
+            logger.exception("Recovering %s [%s] failed; failing the row", row.task_path, row.pk)
+            handled += fail_broken(row, "Recovering the attempt failed", exc)
     return handled
+
+
+def _recover_one(worker: Worker, row: TaskExecution, now: datetime, stuck_before: datetime) -> int:
+    if row.outlives_its_worker:
+        if _adopt_job(worker, row, now):
+            return 1
+    else:
+        return _lose(row, now, f"worker {row.worker} stopped heartbeating")
+    heartbeat = row.monitor_heartbeat_at or row.last_attempted_at
+    if heartbeat is None or heartbeat < stuck_before:
+        return _lose(row, now, f"no worker lease or monitor heartbeat since {heartbeat}")
+    return 0
 
 
 def _hand_back_untracked(worker: Worker) -> int:
@@ -77,7 +88,7 @@ def _hand_back_untracked(worker: Worker) -> int:
     )
     handed = 0
     for row in untracked:
-        if row.hand_back():
+        if attempts.hand_back(row):
             handed += 1
             logger.warning(
                 "Handed %s [%s] attempt %d back to the queue: claimed by this worker, "
@@ -90,14 +101,13 @@ def _hand_back_untracked(worker: Worker) -> int:
 
 
 def _adopt_job(worker: Worker, row: TaskExecution, now: datetime) -> bool:
-    """Monitor the orphan's job from now on, if Ray still knows it."""
-    status = worker.dispatcher.job_status(str(row.pk), row.attempt)  # type: ignore[attr-defined]
+    """Monitor the orphan's job from now on, if Ray still knows it (and this worker can)."""
+    status = worker.dispatcher.job_status(str(row.pk), row.attempt)
     if status is None:
         return False
     previous = row.worker
-    if not row.adopt(worker.worker_id, now):
+    if not attempts.adopt(row, worker.worker_id, now) or not worker.track(row):
         return False
-    worker.track(row)
     logger.warning(
         "Adopted %s [%s] attempt %d from worker %s (its Ray job is %s)",
         row.task_path,
@@ -110,10 +120,5 @@ def _adopt_job(worker: Worker, row: TaskExecution, now: datetime) -> bool:
 
 
 def _lose(row: TaskExecution, now: datetime, why: str) -> int:
-    error = describe_error(WorkerLost(f"Attempt {row.attempt} of {row.pk} was lost: {why}."))
-    outcome = Outcome(execution_id=str(row.pk), attempt=row.attempt, error=error, lost=True)
-    with transaction.atomic():
-        recorded = apply_outcome(row, outcome, now)
-    if recorded:
-        announce(row, outcome)
-    return int(recorded)
+    error = error_data(WorkerLost(f"Attempt {row.attempt} of {row.pk} was lost: {why}."))
+    return int(record_loss(row, error, now))

@@ -9,8 +9,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from kombu.serialization import dumps
 
-from celery_bridge.completion import Completion, Job, Kind, exception_info
-from celery_bridge.records import DjangoRecords, row_id
+from celery_bridge.records import DjangoRecords
+from celery_bridge.runs import Completion, Job, Kind, exception_info
+from django_ray.lifecycle.celery import row_id
 from django_ray.models import TaskExecution
 
 pytestmark = pytest.mark.django_db(transaction=True)

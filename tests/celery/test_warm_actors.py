@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from celery_bridge.dispatch import CeleryDispatcher, WarmActors
-from celery_bridge.remote import AppSpec
+from celery_bridge.remote import AppSpec, program
+from celery_bridge.runs import Runs
+from django_ray.retry import RetryPolicy
+from django_ray.runtime.actors import WarmActors
 from tests.celery.conftest import wait_until
 
 pytestmark = pytest.mark.ray
 
 SPEC = AppSpec(path="tests.celery.app:app", hostname="warm-actors-test@localhost")
+PROGRAM = program(SPEC)
+POLICY = RetryPolicy(max_attempts=1, backoff_seconds=0)
+
+
+def runs(ray_options: dict, **kwargs: bool) -> Runs:
+    return Runs(SPEC, {}, ray_options, deliver=print, policy=lambda: POLICY, **kwargs)
 
 
 def take_ready(actors: WarmActors) -> object:
@@ -18,7 +26,7 @@ def take_ready(actors: WarmActors) -> object:
 
 
 def test_actors_start_ahead_and_are_reused(ray_connection):
-    actors = WarmActors(SPEC, {})
+    actors = WarmActors(PROGRAM, {})
     actors.resize(2)
 
     first = take_ready(actors)
@@ -38,7 +46,7 @@ def test_there_are_never_more_actors_than_the_cluster_has_cpus(ray_connection):
     import ray
 
     cpus = int(ray.cluster_resources()["CPU"])
-    actors = WarmActors(SPEC, {})
+    actors = WarmActors(PROGRAM, {})
     actors.resize(cpus + 3)
 
     taken = [take_ready(actors) for _ in range(cpus)]
@@ -53,7 +61,7 @@ def test_there_are_never_more_actors_than_the_cluster_has_cpus(ray_connection):
 def test_a_killed_actor_is_replaced(ray_connection):
     import ray
 
-    actors = WarmActors(SPEC, {})
+    actors = WarmActors(PROGRAM, {})
     actors.resize(1)
     actor = take_ready(actors)
 
@@ -68,6 +76,6 @@ def test_a_killed_actor_is_replaced(ray_connection):
 
 
 def test_only_tasks_that_ask_ray_for_nothing_special_use_actors(ray_connection):
-    assert CeleryDispatcher(SPEC, {}, {}).uses_actors
-    assert not CeleryDispatcher(SPEC, {}, {}, warm_actors=False).uses_actors
-    assert not CeleryDispatcher(SPEC, {}, {"num_cpus": 2}).uses_actors
+    assert runs({}).uses_actors
+    assert not runs({}, warm_actors=False).uses_actors
+    assert not runs({"num_cpus": 2}).uses_actors

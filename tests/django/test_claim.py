@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
+from django_ray.lifecycle import attempts
 from django_ray.models import TaskExecution
 from tests.testapp import tasks
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db
 
 
 def claim(limit, queues=("default", "other"), worker="w1"):
-    return TaskExecution.objects.claim(limit, worker_id=worker, queues=queues, runner="ray_core")
+    return attempts.claim(limit, worker_id=worker, queues=queues, runner="ray_core")
 
 
 def test_claims_in_priority_then_enqueue_order():
@@ -132,8 +133,8 @@ def test_an_outcome_from_a_stale_attempt_is_not_recorded():
     TaskExecution.objects.filter(pk=stale.pk).update(state="READY")
     (current,) = claim(1, worker="w2")
 
-    assert stale.record_success(value=99, finished_at=timezone.now()) is False
-    assert current.record_success(value=2, finished_at=timezone.now()) is True
+    assert attempts.succeed(stale, value=99, now=timezone.now()) is False
+    assert attempts.succeed(current, value=2, now=timezone.now()) is True
 
     current.refresh_from_db()
     assert (current.state, current.result_data, current.attempt, current.worker_ids) == (
@@ -149,7 +150,7 @@ def test_a_failure_appends_the_error_of_that_attempt():
     (row,) = claim(1)
     error = {"exception_class_path": "builtins.ValueError", "message": "x", "traceback": "tb"}
 
-    assert row.record_failure(error=error, finished_at=timezone.now()) is True
+    assert attempts.fail(row, error=error, now=timezone.now()) is True
 
     row.refresh_from_db()
     assert row.state == "FAILED"

@@ -8,6 +8,7 @@ import uuid
 import pytest
 from django.db import connection, transaction
 
+from django_ray.lifecycle import attempts
 from django_ray.models import TaskExecution
 from tests.testapp import tasks
 
@@ -15,9 +16,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
 def claim(limit, worker):
-    return TaskExecution.objects.claim(
-        limit, worker_id=worker, queues=["default"], runner="ray_core"
-    )
+    return attempts.claim(limit, worker_id=worker, queues=["default"], runner="ray_core")
 
 
 def test_racing_claimers_each_get_their_own_rows():

@@ -53,3 +53,13 @@ def test_invalid_option_values_are_refused_at_declaration():
 
 def _module_level_function():
     return None
+
+
+def test_max_attempts_above_the_maximum_is_refused():
+    with pytest.raises(InvalidTask) as caught:
+        task(max_attempts=1000)(_module_level_function)
+
+    assert str(caught.value) == (
+        "Task tests.django.test_task_options._module_level_function: "
+        "max_attempts must be at most 100; got 1000."
+    )

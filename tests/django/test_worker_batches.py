@@ -7,18 +7,18 @@ import pytest
 
 from django_ray.models import TaskExecution
 from django_ray.runtime.job import Job, Outcome
+from django_ray.testing import InProcessDispatcher
 from django_ray.worker.loop import Worker, WorkerOptions
 from tests.testapp import tasks
 
 pytestmark = pytest.mark.django_db
 
 
-class HeldDispatcher:
+class HeldDispatcher(InProcessDispatcher):
     """Keeps every job in flight until the test lets some of them end."""
 
-    runner = "ray_core"
-
     def __init__(self) -> None:
+        super().__init__()
         self.jobs: list[Job] = []
         self.ended: list[Job] = []
         self.asked_at_least: list[int] = []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import pytest
 from django.tasks import TaskResultStatus, default_task_backend
+from django.utils import timezone
 
 from django_ray.models import TaskExecution, WorkerLease
 from django_ray.signals import execution_finished
+from django_ray.signing import sign
 from django_ray.testing import InProcessDispatcher, drain
 from django_ray.worker.loop import Worker, WorkerOptions
 from tests.testapp import tasks
@@ -59,7 +62,10 @@ def test_an_unserializable_return_value_fails_the_task_naming_it():
 
 def test_a_row_naming_a_plain_function_fails_and_runs_nothing(tmp_path):
     target = tmp_path / "created-by-os-system"
-    row = TaskExecution.objects.create(task_path="os.system", args=[f"touch {target}"])
+    # Signed as enqueue() would sign it: the registry still refuses what is no Task.
+    row = TaskExecution(task_path="os.system", args=[f"touch {target}"])
+    row.signature = sign(row)
+    row.save()
 
     drain()
 
@@ -196,3 +202,17 @@ def test_the_worker_logs_a_summary_line(caplog):
 
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Summary")]
     assert line.startswith("Summary: claimed=2 running=0 succeeded=1 failed=1 retried=0 rate=")
+
+
+def test_a_row_far_past_any_sensible_attempt_count_is_retried_not_crashed(settings):
+    settings.DJANGO_RAY = {**settings.DJANGO_RAY, "RETRY_BACKOFF_SECONDS": 60}
+    result = tasks.fail.using(max_attempts=100).enqueue("again")
+    TaskExecution.objects.filter(pk=result.id).update(attempt=40)  # attempts are not signed
+    before = timezone.now()
+
+    drain()
+
+    row = TaskExecution.objects.get(pk=result.id)
+    assert (row.state, row.attempt) == ("READY", 41)
+    # 60 s * 2**40 would overflow a timedelta; the delay is capped at six hours.
+    assert before + timedelta(hours=6) <= row.run_after <= timezone.now() + timedelta(hours=6)

@@ -250,6 +250,8 @@ def test_cancel_fails_ready_tasks_and_marks_running_ones(admin_client):
     )
     cancelled = {
         "exception_class_path": "django_ray.cancel.TaskCancelled",
+        # One shape for every error: the bases are what a denylist matches by name.
+        "exception_bases": ["builtins.Exception", "builtins.BaseException"],
         "message": "Cancelled from the admin by admin",
         "traceback": "",
     }
@@ -313,7 +315,7 @@ def test_tasks_and_workers_cannot_be_added_or_edited(admin_client):
 
 @pytest.mark.django_db
 def test_retry_leaves_celery_rows_to_celery():
-    from django_ray.operations.interventions import retry_failed
+    from django_ray.lifecycle.operator import retry_failed
 
     celery_row = TaskExecution.objects.create(
         task_path="proj.tasks.send", state="FAILED", origin="celery", celery_task_id="c-1"

@@ -15,10 +15,12 @@ from django.db import connection
 from django.tasks import TaskResultStatus, default_task_backend
 from ray.job_submission import JobSubmissionClient
 
+from django_ray.lifecycle import attempts
+from django_ray.lifecycle.outcomes import record_outcomes
 from django_ray.models import TaskExecution
+from django_ray.runtime.job import Job
 from django_ray.runtime.jobs import RayJobDispatcher, submission_id
-from django_ray.worker.loop import Worker, WorkerOptions, job_for
-from django_ray.worker.record import record_outcomes
+from django_ray.worker.loop import Worker, WorkerOptions
 from tests.conftest import ROOT
 from tests.testapp import tasks
 
@@ -115,15 +117,13 @@ def test_a_job_stopped_from_outside_is_a_failed_attempt_and_is_retried(
 
 def test_resubmitting_an_attempt_after_a_crash_reuses_its_job(ray_cluster, jobs_settings):
     result = tasks.add.enqueue(1, 2)
-    (row,) = TaskExecution.objects.claim(
-        1, worker_id="crashed", queues=["default"], runner="ray_job"
-    )
+    (row,) = attempts.claim(1, worker_id="crashed", queues=["default"], runner="ray_job")
     runtime_env = jobs_settings.DJANGO_RAY["RAY_RUNTIME_ENV"]
-    RayJobDispatcher(ray_cluster.dashboard_url, runtime_env).submit(job_for(row))
+    RayJobDispatcher(ray_cluster.dashboard_url, runtime_env).submit(Job.of(row))
 
     # The worker "crashed" here; its successor submits the same attempt again.
     successor = RayJobDispatcher(ray_cluster.dashboard_url, runtime_env)
-    successor.submit(job_for(row))
+    successor.submit(Job.of(row))
     outcomes = wait_for(lambda: successor.wait(0.5), 60, "the job to end")
     record_outcomes({str(row.pk): row}, outcomes)
 
@@ -164,7 +164,7 @@ def test_a_job_asking_for_missing_resources_waits_visibly(ray_cluster, jobs_sett
 
 def test_a_stale_attempt_runs_nothing(jobs_settings, tmp_path):
     result = tasks.mark_execution.enqueue(str(tmp_path), "stale")
-    (row,) = TaskExecution.objects.claim(1, worker_id="w", queues=["default"], runner="ray_job")
+    (row,) = attempts.claim(1, worker_id="w", queues=["default"], runner="ray_job")
     env = {**jobs_settings.DJANGO_RAY["RAY_RUNTIME_ENV"]["env_vars"]}
     env |= {"DJANGO_SETTINGS_MODULE": "tests.settings", "PATH": "/usr/bin:/bin"}
 

@@ -365,3 +365,14 @@ def test_an_object_store_backend_without_its_library_fails_validation(monkeypatc
         'DJANGO_RAY["RESULT_STORAGE_BACKEND"] is "s3", but boto3 is not installed; '
         'run: pip install "django-ray[s3]".'
     ]
+
+
+def test_max_task_attempts_has_a_documented_maximum():
+    from django_ray.conf import DjangoRaySettingsError, RaySettings
+
+    with pytest.raises(DjangoRaySettingsError) as raised:
+        RaySettings.from_mapping({"MAX_TASK_ATTEMPTS": 101})
+    assert raised.value.problems == [
+        'DJANGO_RAY["MAX_TASK_ATTEMPTS"] must be at most 100 (django-ray\'s maximum); got 101.'
+    ]
+    assert RaySettings.from_mapping({"MAX_TASK_ATTEMPTS": 100}).max_task_attempts == 100

@@ -85,3 +85,16 @@ def test_task_options_override_the_settings():
     assert RetryPolicy.for_task(Settings, {}) == RetryPolicy(
         max_attempts=3, backoff_seconds=60, denylist=frozenset({"a.B"})
     )
+
+
+@pytest.mark.parametrize("failed_attempt", [10, 33, 99, 10**6])
+def test_the_delay_is_capped_at_six_hours_and_never_overflows(failed_attempt):
+    big = policy(max_attempts=10**7)
+
+    assert decide(failed_attempt, VALUE_ERROR, big, NOW) == Retry(at=NOW + timedelta(hours=6))
+
+
+def test_a_base_longer_than_the_cap_is_kept_as_it_is():
+    slow = policy(backoff_seconds=86_400)
+
+    assert decide(3, VALUE_ERROR, slow, NOW) == Retry(at=NOW + timedelta(days=1))

@@ -11,7 +11,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.tasks import task_backends
 
 from django_ray.conf import get_settings
-from django_ray.worker.loop import Dispatcher, Worker, WorkerOptions
+from django_ray.runtime.dispatcher import Dispatcher
+from django_ray.worker.loop import Worker, WorkerOptions
 
 
 class Command(BaseCommand):

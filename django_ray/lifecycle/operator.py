@@ -1,7 +1,9 @@
 """An operator's hand on the state tables: retry failed tasks, cancel waiting or running ones.
 
 Each change is an UPDATE that re-checks the state it starts from, so a row
-that a worker moved in the meantime is skipped, never overwritten.
+that a worker moved in the meantime is skipped, never overwritten. Rows that
+came from Celery are Celery's: they are skipped, and the message says to go
+through Celery (send the task again, or revoke it).
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from django_ray.cancel import TaskCancelled
+from django_ray.lifecycle.errors import error_data
 from django_ray.models import Origin, State, TaskExecution
 from django_ray.operations import count_tasks
 from django_ray.querysets import JSONAppend
-
-CANCELLED_ERROR = "django_ray.cancel.TaskCancelled"
-"""``exception_class_path`` of the error recorded on a task cancelled before it ran."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,7 @@ class Cancelled:
     marked: int
     """RUNNING rows marked cancelled; stopping them on Ray is their worker's job."""
     skipped: int
+    from_celery: int = 0
 
     def __str__(self) -> str:
         text = f"Cancelled {self.cancelled} READY {_noun(self.cancelled)}"
@@ -56,6 +58,12 @@ class Cancelled:
             they = "it" if self.skipped == 1 else "they"
             text += (
                 f"; {self.skipped} skipped because {they} had already finished or been cancelled"
+            )
+        if self.from_celery:
+            they = "it" if self.from_celery == 1 else "they"
+            text += (
+                f"; {self.from_celery} skipped because {they} came from Celery "
+                "(revoke them through Celery)"
             )
         return text + "."
 
@@ -69,8 +77,8 @@ def retry_failed(rows: QuerySet[TaskExecution]) -> Retried:
     selected = rows.count()
     from_celery = rows.filter(origin=Origin.CELERY).count()
     retried = (
-        rows.filter(state=State.FAILED)
-        .exclude(origin=Origin.CELERY)
+        rows.filter(origin=Origin.TASKS)
+        .filter(state=State.FAILED)
         .update(state=State.READY, run_after=None, cancelled_at=None, finished_at=None)
     )
     return Retried(
@@ -87,6 +95,8 @@ def cancel(
     """
     now = now or timezone.now()
     selected = rows.count()
+    from_celery = rows.filter(origin=Origin.CELERY).count()
+    rows = rows.filter(origin=Origin.TASKS)
     waiting = rows.filter(state=State.READY)
     cancelled = 0
     with transaction.atomic(using=rows.db):
@@ -94,12 +104,7 @@ def cancel(
         # rows are updated per attempt number (a handful of distinct values).
         attempts = list(waiting.order_by().values_list("attempt", flat=True).distinct())
         for attempt in attempts:
-            error = {
-                "exception_class_path": CANCELLED_ERROR,
-                "message": message,
-                "traceback": "",
-                "attempt": attempt,
-            }
+            error = {**error_data(TaskCancelled, message), "attempt": attempt}
             cancelled += waiting.filter(attempt=attempt).update(
                 state=State.FAILED,
                 cancelled_at=now,
@@ -109,7 +114,12 @@ def cancel(
         marked = rows.filter(state=State.RUNNING, cancelled_at__isnull=True).update(
             cancelled_at=now
         )
-    return Cancelled(cancelled=cancelled, marked=marked, skipped=selected - cancelled - marked)
+    return Cancelled(
+        cancelled=cancelled,
+        marked=marked,
+        skipped=selected - cancelled - marked - from_celery,
+        from_celery=from_celery,
+    )
 
 
 def _they(count: int) -> str:

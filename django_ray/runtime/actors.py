@@ -1,0 +1,143 @@
+"""Warm actors: Ray worker processes started ahead of the calls, each running one at a time.
+
+An actor holds no CPU while it lives (Ray's default for actors), so it never
+keeps a plain Ray task from running; ``SPREAD`` places them across the
+cluster's nodes. There are never more actors than the cluster has CPUs (as it
+was when last resized): beyond that, calls run as plain Ray tasks, which Ray
+queues by CPU. One that died or was killed is replaced.
+
+Nothing here may call into Ray from Ray's callback thread (a call there never
+returns): actors to kill are only queued there, and killed on the next
+``take`` or ``resize``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from django_ray.runtime.remote import Program, actor_class
+
+logger = logging.getLogger("django_ray.runtime")
+
+# After an actor failed to start, how long before another start is tried.
+START_BACKOFF_SECONDS = 30.0
+
+
+class WarmActors:
+    """A program's actors: ``take`` one for a call, ``give_back`` or ``drop`` it after."""
+
+    def __init__(self, program: Program, options: Mapping[str, Any] | None = None) -> None:
+        import ray
+
+        self._ray = ray
+        self._program = program
+        self._class = actor_class(scheduling_strategy="SPREAD", **(options or {}))
+        self._lock = threading.Lock()
+        self._size = 0
+        self._idle: list[Any] = []
+        self._busy = 0
+        self._starting: dict[Any, Any] = {}  # ready ref -> actor
+        self._doomed: list[Any] = []  # to kill from a thread that may call Ray
+        self._next_start = 0.0
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def resize(self, size: int) -> None:
+        """Keep ``size`` actors (at most the cluster's CPUs); extra ones go once idle."""
+        cpus = int(self._ray.cluster_resources().get("CPU", 0))
+        with self._lock:
+            self._size = min(size, cpus)
+            while self._idle and self._count() > self._size:
+                self._doomed.append(self._idle.pop())
+            self._reap()
+            self._start_missing()
+
+    def take(self) -> Any | None:
+        """An idle actor, marked busy; None when none is ready (the caller uses a task)."""
+        with self._lock:
+            self._reap()
+            self._promote_started()
+            if not self._idle:
+                self._start_missing()
+                return None
+            self._busy += 1
+            return self._idle.pop()
+
+    def give_back(self, actor: Any) -> None:
+        """A busy actor's call ended: idle again, or killed later if the pool shrank.
+
+        Safe from Ray's callback thread.
+        """
+        with self._lock:
+            self._busy -= 1
+            if self._count() < self._size:
+                self._idle.append(actor)
+            else:
+                self._doomed.append(actor)
+
+    def drop(self, actor: Any) -> None:
+        """A busy actor died (or was killed): killed later in case it is only out of reach,
+        then replaced. Safe from Ray's callback thread."""
+        with self._lock:
+            self._busy -= 1
+            self._doomed.append(actor)
+
+    def kill(self, actor: Any) -> None:
+        """Kill a busy actor now (its call was cancelled); it is replaced.
+
+        Not from Ray's callback thread.
+        """
+        with self._lock:
+            self._busy -= 1
+            self._ray.kill(actor, no_restart=True)
+
+    def close(self) -> None:
+        """Kill every actor that is not busy (busy ones go when their calls end)."""
+        with self._lock:
+            self._size = 0
+            self._doomed += self._idle + list(self._starting.values())
+            self._idle, self._starting = [], {}
+            self._reap()
+
+    def _reap(self) -> None:
+        for actor in self._doomed:
+            self._ray.kill(actor, no_restart=True)
+        self._doomed.clear()
+
+    def _count(self) -> int:
+        return len(self._idle) + self._busy + len(self._starting)
+
+    def _promote_started(self) -> None:
+        if not self._starting:
+            return
+        refs = list(self._starting)
+        started, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in started:
+            actor = self._starting.pop(ref)
+            try:
+                self._ray.get(ref)
+            except Exception as exc:
+                self._next_start = time.monotonic() + START_BACKOFF_SECONDS
+                logger.warning(
+                    "A warm Ray actor failed to start (%s); calls run as plain Ray tasks "
+                    "meanwhile, and another start is tried in %.0f s",
+                    *(exc, START_BACKOFF_SECONDS),
+                )
+                continue
+            if self._count() < self._size:
+                self._idle.append(actor)
+            else:
+                self._ray.kill(actor, no_restart=True)
+
+    def _start_missing(self) -> None:
+        if time.monotonic() < self._next_start:
+            return
+        for _ in range(self._size - self._count()):
+            actor = self._class.remote(self._program)
+            self._starting[actor.__ray_ready__.remote()] = actor

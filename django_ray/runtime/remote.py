@@ -1,0 +1,112 @@
+"""What runs on Ray, and with which options: programs, remote functions, actor classes.
+
+A :class:`Program` is what both paths run inside a Ray worker: a function that
+takes the call's payload (plus the program's fixed context), and an optional
+warm-up that sets the process up once. The Django worker's program runs one
+registered task; the Celery pool's runs Celery's tracer. Ray's own retries are
+off everywhere (a retry is django-ray's decision), and so are actor restarts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from django_ray.runtime import connection
+from django_ray.runtime.connection import merge_runtime_env, worker_runtime_env
+from django_ray.tasks import RAY_OPTIONS
+
+_lock = threading.Lock()
+_remotes: dict[Program, Any] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class Program:
+    """``run(*context, payload)`` in a Ray worker; ``warm_up(*context)`` once per process.
+
+    Both are module-level functions, so they travel by reference; ``context`` is
+    plain data sent once per actor (or with each plain task).
+    """
+
+    run: Callable[..., Any]
+    context: tuple[Any, ...] = ()
+    warm_up: Callable[..., Any] | None = None
+
+
+class WarmWorker:
+    """A Ray actor that keeps one Ray worker process, set up once, for a program's calls.
+
+    Plain Ray tasks pay the raylet a worker lease per call when calls arrive one
+    at a time; a call to an actor goes straight to its process, and the
+    program's context is sent once, at the actor's start.
+    """
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        if program.warm_up is not None:
+            # Set up now, before the first call; if it cannot be, the program's
+            # own set-up raises the same error again, to the call.
+            with contextlib.suppress(Exception):
+                program.warm_up(*program.context)
+
+    def run(self, payload: Any) -> Any:
+        return self.program.run(*self.program.context, payload)
+
+
+def remote_function(program: Program) -> Any:
+    """The program as a Ray remote function, with Ray's retries off (one per program)."""
+    import ray
+
+    with _lock:
+        if program not in _remotes:
+            _remotes[program] = ray.remote(max_retries=0, retry_exceptions=False)(program.run)
+        return _remotes[program]
+
+
+def forget_remote_functions() -> None:
+    """After a reconnect: remote functions are registered per Ray connection."""
+    with _lock:
+        _remotes.clear()
+
+
+def actor_class(**options: Any) -> Any:
+    """:class:`WarmWorker` as a Ray actor class: no restarts, no task retries."""
+    import ray
+
+    return ray.remote(WarmWorker).options(max_restarts=0, max_task_retries=0, **options)
+
+
+class CallOptions:
+    """The Ray options of each call: a task's own, over what every call gets.
+
+    A task's ``runtime_env`` is merged over the base one (``env_vars`` name by
+    name). Ray Core applies the runtime_env given at connect time to every call;
+    only when the base differs from it (settings changed since, or Ray was
+    connected by someone else) does each call carry its own.
+    """
+
+    def __init__(self, runtime_env: Mapping[str, Any], defaults: Mapping[str, Any] | None = None):
+        self.runtime_env = dict(runtime_env)
+        own = worker_runtime_env(self.runtime_env)
+        self.env_option = {} if own == connection.connected_runtime_env else {"runtime_env": own}
+        self.defaults = {**(defaults or {}), **self.env_option}
+
+    def for_call(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The Ray options of one call whose own are ``options``."""
+        chosen = {**self.defaults, **options}
+        if "runtime_env" in options:
+            chosen["runtime_env"] = worker_runtime_env(
+                merge_runtime_env(self.runtime_env, options["runtime_env"])
+            )
+        return chosen
+
+
+def pick(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The Ray options among a Django task's options (copied: Ray wants plain dicts)."""
+    chosen = {name: options[name] for name in RAY_OPTIONS if name in options}
+    if "resources" in chosen:
+        chosen["resources"] = dict(chosen["resources"])
+    return chosen
