@@ -26,10 +26,19 @@ if TYPE_CHECKING:
 ALLOW_PICKLE = "django_ray_allow_pickle"
 APP_PATH = "django_ray_app"
 PICKLE_TYPES = frozenset({"pickle", "application/x-python-serialize"})
-# Celery's own variables (broker, backend, config module, log level...) reach the
-# Ray workers, which import the app afresh; these stay with the worker process.
+# Celery's own variables (config module, loader, log level...) reach the Ray workers,
+# which import the app afresh. These stay with the worker process: its log file, and
+# every broker or backend URL, which may carry credentials and which Ray shows in a
+# runtime_env; the Ray workers get the app's own values with the app (``CONNECTION_KEYS``).
 ENV_PREFIX = "CELERY_"
-ENV_KEPT_LOCAL = frozenset({"CELERY_LOG_FILE", "CELERY_LOG_REDIRECT", "CELERY_LOG_REDIRECT_LEVEL"})
+ENV_KEPT_LOCAL = frozenset(
+    {
+        "CELERY_LOG_FILE", "CELERY_LOG_REDIRECT", "CELERY_LOG_REDIRECT_LEVEL",
+        "CELERY_BROKER_URL", "CELERY_BROKER_READ_URL", "CELERY_BROKER_WRITE_URL",
+        "CELERY_RESULT_BACKEND",
+    }
+)  # fmt: skip
+CONNECTION_KEYS = ("broker_url", "broker_read_url", "broker_write_url", "result_backend")
 APP_ENV = "DJANGO_RAY_CELERY_APP"
 
 
@@ -155,6 +164,15 @@ def forwarded_environ(environ: Mapping[str, str]) -> dict[str, str]:
         for name, value in environ.items()
         if name.startswith(ENV_PREFIX) and name not in ENV_KEPT_LOCAL
     }
+
+
+def connection_settings(app: Celery) -> tuple[tuple[str, str], ...]:
+    """The app's broker and backend URLs as this worker resolved them, for its Ray workers.
+
+    They travel with the app's spec (Ray's object store), never in the environment.
+    """
+    conf = app.conf
+    return tuple((key, str(conf.get(key))) for key in CONNECTION_KEYS if conf.get(key))
 
 
 def _first_set(*values: Any) -> Any:

@@ -31,6 +31,7 @@ from celery_bridge.config import (
     app_path,
     bridge_settings,
     check_serializers,
+    connection_settings,
     forwarded_environ,
     retry_policy,
 )
@@ -84,7 +85,9 @@ class RayPool(BasePool):
     def on_start(self) -> None:
         app = self.app
         settings = bridge_settings(app)
-        spec = AppSpec(path=app_path(app), hostname=self._hostname)
+        spec = AppSpec(
+            path=app_path(app), hostname=self._hostname, connection=connection_settings(app)
+        )
         env_vars = {**forwarded_environ(os.environ), APP_ENV: spec.path}
         runtime_env = merge_runtime_env(settings.runtime_env, {"env_vars": env_vars})
         with _worker_process_kept():

@@ -31,6 +31,8 @@ class AppSpec:
 
     path: str
     hostname: str
+    # The broker and backend URLs the worker resolved (see config.connection_settings).
+    connection: tuple[tuple[str, str], ...] = ()
 
 
 _booted: tuple[AppSpec, Celery] | None = None
@@ -66,6 +68,8 @@ def _set_up(spec: AppSpec) -> Celery:
     app_base.USING_EXECV = True
     _set_task_join_will_block(True)
     app: Celery = find_app(spec.path)
+    if spec.connection:
+        app.conf.update(dict(spec.connection))
     app.loader.init_worker()
     app.loader.init_worker_process()
     app.log.setup(

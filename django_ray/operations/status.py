@@ -18,7 +18,7 @@ from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from django_ray.conf import get_settings
-from django_ray.models import State, TaskExecution, WorkerLease
+from django_ray.models import Origin, State, TaskExecution, WorkerLease
 from django_ray.operations import count_tasks
 
 ACTIVE_STATES = (State.READY.value, State.RUNNING.value)
@@ -42,6 +42,8 @@ class WorkerStatus:
     lease: str
     """``alive``, ``expired``, or ``missing`` (RUNNING rows name a worker with no lease row)."""
     in_flight: int
+    origin: str = ""
+    """``tasks`` (a Django worker), ``celery`` (a Celery worker with the django_ray pool)."""
     hostname: str = ""
     pid: int | None = None
     runner: str = ""
@@ -65,6 +67,9 @@ class Status:
     checked_at: datetime
     stuck_task_timeout_seconds: int
     queues: tuple[QueueStatus, ...]
+    """Queues of Django Tasks rows, the ones Django workers claim."""
+    celery_queues: tuple[QueueStatus, ...]
+    """Queues of the Celery pool's rows (READY: a retry pending), which Celery owns."""
     workers_alive: int
     workers_expired: int
     workers: tuple[WorkerStatus, ...]
@@ -100,6 +105,7 @@ class Status:
                 }
                 for queue in self.queues
             },
+            "celery_queues": {queue.queue: {**queue.counts} for queue in self.celery_queues},
             "workers": {"alive": self.workers_alive, "expired": self.workers_expired},
             "in_flight": [_jsonable(worker) for worker in self.workers],
             "stuck_tasks": {
@@ -117,10 +123,12 @@ def collect_status(now: datetime | None = None) -> Status:
     timeout = get_settings().stuck_task_timeout_seconds
     stuck = stuck_tasks(now, timeout)
     workers_alive, workers_expired = _lease_counts(now)
+    queues, celery_queues = _queues(now)
     return Status(
         checked_at=now,
         stuck_task_timeout_seconds=timeout,
-        queues=_queues(now),
+        queues=queues,
+        celery_queues=celery_queues,
         workers_alive=workers_alive,
         workers_expired=workers_expired,
         workers=_workers(now),
@@ -150,27 +158,31 @@ def stuck_tasks(now: datetime, timeout_seconds: int) -> QuerySet[TaskExecution]:
     )
 
 
-def _queues(now: datetime) -> tuple[QueueStatus, ...]:
+def _queues(now: datetime) -> tuple[tuple[QueueStatus, ...], tuple[QueueStatus, ...]]:
+    """Django Tasks queues, then the Celery pool's."""
     depths: dict[str, dict[str, int]] = {}
+    celery: dict[str, dict[str, int]] = {}
     rows = (
         # OR, not IN: PostgreSQL matches each term to its state's partial index.
         TaskExecution.objects.filter(Q(state=State.READY) | Q(state=State.RUNNING))
-        .order_by("queue_name", "state")
-        .values_list("queue_name", "state")
+        .order_by("origin", "queue_name", "state")
+        .values_list("origin", "queue_name", "state")
         .annotate(count=Count("pk"))
     )
-    for queue, state, count in rows:
-        depths.setdefault(queue, dict.fromkeys(ACTIVE_STATES, 0))[state] = count
+    for origin, queue, state, count in rows:
+        by_queue = celery if origin == Origin.CELERY else depths
+        by_queue.setdefault(queue, dict.fromkeys(ACTIVE_STATES, 0))[state] = count
     # A deferred or backed-off row starts waiting when it becomes due, not when enqueued.
     waiting_since = Coalesce(Greatest("run_after", "enqueued_at"), "enqueued_at")
     oldest = dict(
         TaskExecution.objects.ready()
+        .of_tasks()
         .filter(Q(run_after__isnull=True) | Q(run_after__lte=now))
         .order_by("queue_name")
         .values_list("queue_name")
         .annotate(since=Min(waiting_since))
     )
-    return tuple(
+    tasks = tuple(
         QueueStatus(
             queue=queue,
             counts=counts,
@@ -180,6 +192,10 @@ def _queues(now: datetime) -> tuple[QueueStatus, ...]:
         )
         for queue, counts in sorted(depths.items())
     )
+    celery_queues = tuple(
+        QueueStatus(queue, counts, None) for queue, counts in sorted(celery.items())
+    )
+    return tasks, celery_queues
 
 
 def _lease_counts(now: datetime) -> tuple[int, int]:
@@ -205,6 +221,7 @@ def _workers(now: datetime) -> tuple[WorkerStatus, ...]:
             worker_id=lease.worker_id,
             lease="alive" if lease.lease_expires_at > now else "expired",
             in_flight=holding.get(lease.worker_id, 0),
+            origin=lease.origin,
             hostname=lease.hostname,
             pid=lease.pid,
             runner=lease.runner,
@@ -241,6 +258,17 @@ def render_status(status: Status) -> str:
             for queue in status.queues
         ],
     ) or ["No tasks."]
+    if status.celery_queues:
+        lines += [
+            "",
+            *_table(
+                ["CELERY QUEUE", *states],
+                [
+                    [queue.queue, *(queue.counts[state] for state in states)]
+                    for queue in status.celery_queues
+                ],
+            ),
+        ]
     lines += ["", f"Workers: {status.workers_alive} alive, {status.workers_expired} expired."]
     lines += _table(
         ["WORKER", "LEASE", "HOST", "PID", "RUNNER", "IN FLIGHT", "LAST HEARTBEAT"],
@@ -250,7 +278,7 @@ def render_status(status: Status) -> str:
                 worker.lease + (" (stopping)" if worker.stopping else ""),
                 worker.hostname or "-",
                 worker.pid or "-",
-                worker.runner or "-",
+                "celery pool" if worker.origin == Origin.CELERY else worker.runner or "-",
                 worker.in_flight
                 if worker.concurrency is None
                 else f"{worker.in_flight}/{worker.concurrency}",

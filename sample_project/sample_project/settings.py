@@ -15,13 +15,37 @@ from django.core.management.utils import get_random_secret_key
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+def _secret_key() -> str:
+    """``DJANGO_SECRET_KEY``, or a key made once for this checkout and kept beside it.
+
+    Every process of the project must share one key: it signs sessions, and
+    django-ray signs each enqueued task with it (a worker with another key
+    fails the task). The file is made atomically by whichever process needs it
+    first, and git ignores it.
+    """
+    if key := os.environ.get("DJANGO_SECRET_KEY"):
+        return key
+    path = BASE_DIR / ".secret_key"
+    if not path.exists():
+        draft = path.with_name(f".secret_key.{os.getpid()}")
+        draft.write_text(get_random_secret_key())
+        draft.chmod(0o600)
+        try:
+            os.link(draft, path)  # fails if another process made it first: theirs wins
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
 def _env_list(name: str, default: str) -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
-# No secret in the repository: set DJANGO_SECRET_KEY wherever sessions must
-# outlive a restart or be shared between processes (every deployment).
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY") or get_random_secret_key()
+# No secret in the repository: DJANGO_SECRET_KEY in every deployment (all of its
+# processes share it); on a checkout, a key made once and kept in .secret_key.
+SECRET_KEY = _secret_key()
 DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = _env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1")
 CSRF_TRUSTED_ORIGINS = _env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")

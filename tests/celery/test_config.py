@@ -85,18 +85,29 @@ def test_an_app_held_by_no_module_is_refused():
         config.app_path(fresh_app())
 
 
-def test_celery_variables_reach_ray_workers_but_not_the_log_file():
+def test_celery_variables_reach_ray_workers_but_not_the_log_file_nor_credentials():
     environ = {
-        "CELERY_BROKER_URL": "redis://broker",
+        "CELERY_BROKER_URL": "redis://:secret@broker",
+        "CELERY_RESULT_BACKEND": "redis://:secret@backend",
+        "CELERY_CONFIG_MODULE": "proj.celeryconfig",
         "CELERY_LOG_LEVEL": "20",
         "CELERY_LOG_FILE": "/var/log/worker.log",
         "HOME": "/root",
     }
 
     assert config.forwarded_environ(environ) == {
-        "CELERY_BROKER_URL": "redis://broker",
+        "CELERY_CONFIG_MODULE": "proj.celeryconfig",
         "CELERY_LOG_LEVEL": "20",
     }
+
+
+def test_the_ray_workers_get_the_apps_broker_and_backend_with_the_app():
+    app = fresh_app(broker_url="redis://:secret@broker:6379/0", result_backend="redis://b/1")
+
+    assert config.connection_settings(app) == (
+        ("broker_url", "redis://:secret@broker:6379/0"),
+        ("result_backend", "redis://b/1"),
+    )
 
 
 def test_with_django_ray_installed_django_ray_settings_win(settings):

@@ -58,6 +58,7 @@ def worker(worker_id, lease_state, in_flight, now, **fields):
         "worker_id": worker_id,
         "lease": lease_state,
         "in_flight": in_flight,
+        "origin": "tasks",
         "hostname": "host-1",
         "pid": 100,
         "runner": "ray_core",
@@ -104,6 +105,7 @@ def test_json_report_of_a_fleet_needing_attention_exits_1():
                 "oldest_ready_age_seconds": 30,
             },
         },
+        "celery_queues": {},
         "workers": {"alive": 1, "expired": 2},
         "in_flight": [
             worker("w-alive", "alive", 1, now),
@@ -112,6 +114,7 @@ def test_json_report_of_a_fleet_needing_attention_exits_1():
                 "worker_id": "w-missing",
                 "lease": "missing",
                 "in_flight": 1,
+                "origin": "",
                 "hostname": "",
                 "pid": None,
                 "runner": "",
@@ -155,6 +158,7 @@ def test_an_empty_database_is_healthy_and_exits_0():
     del report["checked_at"]
     assert report == {
         "queues": {},
+        "celery_queues": {},
         "workers": {"alive": 0, "expired": 0},
         "in_flight": [],
         "stuck_tasks": {"count": 0, "timeout_seconds": 300, "shown": []},
