@@ -14,12 +14,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import signal
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from queue import Empty, SimpleQueue
 from typing import Any
 
@@ -35,10 +31,10 @@ from celery_bridge.config import (
     forwarded_environ,
     retry_policy,
 )
+from celery_bridge.connect import connect_keeping_worker_process
 from celery_bridge.records import NO_RECORDS, ExecutionRecords, records_for
 from celery_bridge.remote import AppSpec
 from celery_bridge.runs import FINAL, Completion, Job, Kind, Runs
-from django_ray.runtime import connection
 from django_ray.runtime.connection import merge_runtime_env
 
 logger = logging.getLogger("celery_bridge")
@@ -90,8 +86,7 @@ class RayPool(BasePool):
         )
         env_vars = {**forwarded_environ(os.environ), APP_ENV: spec.path}
         runtime_env = merge_runtime_env(settings.runtime_env, {"env_vars": env_vars})
-        with _worker_process_kept():
-            connection.connect(settings.ray_address, runtime_env)
+        connect_keeping_worker_process(settings.ray_address, runtime_env)
         self._runs = Runs(
             spec,
             runtime_env,
@@ -290,28 +285,3 @@ def _ray_address() -> str:
     import ray
 
     return str(ray.get_runtime_context().gcs_address)
-
-
-@contextmanager
-def _worker_process_kept() -> Iterator[None]:
-    """Connect to Ray without taking over the worker's output and signal handlers.
-
-    ``ray.init`` enables ``faulthandler`` on ``sys.stderr``, which needs a file
-    descriptor (a worker that redirects its output has a logging proxy there), and
-    replaces the SIGTERM handler with one that exits, which would turn Celery's
-    warm shutdown into an abrupt one.
-    """
-    saved_streams = sys.stdout, sys.stderr
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    saved_handlers = {sig: signal.getsignal(sig) for sig in _KEPT_SIGNALS}
-    sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved_streams
-        for sig, handler in saved_handlers.items():
-            if in_main_thread and handler is not None and signal.getsignal(sig) != handler:
-                signal.signal(sig, handler)
-
-
-_KEPT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGUSR1)

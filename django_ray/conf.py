@@ -9,21 +9,20 @@ import builtins
 import copy
 import difflib
 import functools
-import ipaddress
 import keyword
 import os
-import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, NoneType
-from typing import Any, Literal
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from django_ray.addresses import RayAddressKind, address_kind, classify_ray_address
 from django_ray.results.libraries import missing_library_problem
 from django_ray.retry import MAX_ATTEMPTS
 
@@ -61,18 +60,6 @@ SKIP_VALIDATION_COMMANDS = frozenset(
 SKIP_VALIDATION_ENV = "DJANGO_RAY_SKIP_VALIDATION"
 _SKIP_VALUES = frozenset({"1", "true", "yes"})
 
-RayAddressKind = Literal["local", "auto", "gcs", "client", "jobs"]
-_ADDRESS_KINDS: Mapping[str, RayAddressKind] = {
-    "": "gcs",
-    "ray://": "client",
-    "http://": "jobs",
-    "https://": "jobs",
-}
-_HOST_PORT = re.compile(
-    r"(?:\[(?P<ipv6>[0-9A-Fa-f:.]+)\]|(?P<host>[^:\[\]/]+)):(?P<port>[0-9]{1,5})"
-)
-_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]*[A-Za-z0-9])?")
-
 
 class DjangoRaySettingsError(ImproperlyConfigured):
     """``DJANGO_RAY`` is invalid; ``problems`` holds one sentence per problem found."""
@@ -82,38 +69,6 @@ class DjangoRaySettingsError(ImproperlyConfigured):
         super().__init__(
             "Invalid DJANGO_RAY settings:" + "".join(f"\n  - {p}" for p in self.problems)
         )
-
-
-def classify_ray_address(address: str | None) -> RayAddressKind:
-    """Say how ``address`` reaches Ray; raise ``ValueError`` when it has none of the known forms.
-
-    ``None`` is "local", ``"auto"`` is "auto", ``host:port`` is "gcs" (a cluster's GCS),
-    ``ray://host:port`` is "client" (Ray Client) and ``http(s)://host:port`` is "jobs"
-    (the dashboard's Jobs API).
-    """
-    if address is None:
-        return "local"
-    kind = _address_kind(address)
-    if kind is None:
-        raise ValueError(f"{address!r} is not a Ray address of a known form")
-    return kind
-
-
-def _address_kind(address: str) -> RayAddressKind | None:
-    if address == "auto":
-        return "auto"
-    scheme, separator, host_port = address.rpartition("://")
-    kind = _ADDRESS_KINDS.get(scheme + separator)
-    match = _HOST_PORT.fullmatch(host_port)
-    if kind is None or match is None or not 1 <= int(match["port"]) <= 65535:
-        return None
-    if match["host"] is not None:
-        return kind if _HOST_NAME.fullmatch(match["host"]) else None
-    try:
-        ipaddress.IPv6Address(match["ipv6"])
-    except ValueError:
-        return None
-    return kind
 
 
 def _name(key: object) -> str:
@@ -166,7 +121,7 @@ def _of_type(kinds: tuple[type, ...], expected: str) -> _Check:
 
 
 def _ray_address(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and _address_kind(value) is not None):
+    if value is None or (isinstance(value, str) and address_kind(value) is not None):
         return None
     return (
         'must be None, "auto", "host:port", "ray://host:port", "http://host:port" or '

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_ray.conf import classify_ray_address
+from django_ray.addresses import classify_ray_address
 
 logger = logging.getLogger("django_ray.runtime")
 

@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import time
-import uuid
-from dataclasses import dataclass
 
 from django.utils import timezone
 
@@ -21,6 +17,7 @@ from django_ray.runtime.dispatcher import Dispatcher
 from django_ray.runtime.job import Job, Outcome
 from django_ray.signing import verify
 from django_ray.worker.leases import Lease
+from django_ray.worker.options import Tick, WorkerOptions, new_worker_id
 from django_ray.worker.outage import Outage
 from django_ray.worker.recovery import recover
 from django_ray.worker.summary import Summary
@@ -36,36 +33,6 @@ BATCH_SHARE = 8
 # Ray Core handles of attempts still running are written this often; an attempt
 # that ends sooner gets its handle written with its outcome, in the same UPDATE.
 HANDLE_WRITE_SECONDS = 1.0
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class WorkerOptions:
-    queues: tuple[str, ...]
-    concurrency: int
-    heartbeat_seconds: float
-    lease_seconds: float
-    backend: str = "default"
-    ray_address: str | None = None
-    burst: bool = False
-    # How long an idle worker sleeps between claim attempts, and how long a
-    # busy one waits on Ray for the next completion before claiming again.
-    idle_wait_seconds: float = 1.0
-    busy_wait_seconds: float = 0.1
-    # After a stop request, how long in-flight Ray Core attempts may finish
-    # before they are handed back to the queue.
-    grace_seconds: float = 30.0
-    # How often the worker logs its one-line summary at INFO (0: never).
-    summary_seconds: float = 60.0
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    recorded: int
-    claimed: int
-
-
-def new_worker_id() -> str:
-    return f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 class Worker:

@@ -13,7 +13,8 @@ from celery_bridge.records import DjangoRecords
 from celery_bridge.runs import Job
 from django_ray.lifecycle import operator
 from django_ray.models import TaskExecution, WorkerLease
-from django_ray.operations.status import collect_status, render_status
+from django_ray.operations.status import collect_status
+from django_ray.operations.status_text import render_status
 from django_ray.states import Origin
 from django_ray.testing import drain
 from django_ray.worker.leases import Lease

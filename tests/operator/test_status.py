@@ -11,7 +11,8 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from django_ray.models import TaskExecution
-from django_ray.operations.status import collect_status, render_status
+from django_ray.operations.status import collect_status
+from django_ray.operations.status_text import render_status
 from tests.operator.conftest import ADD, execution, lease
 
 pytestmark = pytest.mark.django_db

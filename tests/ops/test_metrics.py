@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 from django.utils import timezone
 
-from django_ray import metrics
+from django_ray import metrics, queue_depth
 from django_ray.models import TaskExecution
 from django_ray.runtime.job import Outcome
 from django_ray.signals import execution_finished, executions_claimed
@@ -184,7 +184,7 @@ def test_a_database_that_does_not_answer_is_reported_not_raised(client, fresh_me
     def unreachable(now=None):
         raise DatabaseError("connection refused")
 
-    monkeypatch.setattr(metrics, "queue_depths", unreachable)
+    monkeypatch.setattr(queue_depth, "queue_depths", unreachable)
     found = scrape(client)
 
     assert value(found, "django_ray_queue_depth_up") == 0

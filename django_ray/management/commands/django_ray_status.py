@@ -7,7 +7,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from django_ray.operations.status import collect_status, render_status
+from django_ray.operations.status import collect_status
+from django_ray.operations.status_text import render_status
 
 
 class Command(BaseCommand):
