@@ -32,13 +32,7 @@ class Retried:
         text = f"Retried {count_tasks(self.retried)}"
         if self.skipped:
             text += f"; {self.skipped} skipped because {_they(self.skipped)} not FAILED"
-        if self.from_celery:
-            they = "it" if self.from_celery == 1 else "they"
-            text += (
-                f"; {self.from_celery} skipped because {they} came from Celery "
-                "(send them again through Celery)"
-            )
-        return text + "."
+        return text + _from_celery(self.from_celery, "send them again") + "."
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,13 +53,7 @@ class Cancelled:
             text += (
                 f"; {self.skipped} skipped because {they} had already finished or been cancelled"
             )
-        if self.from_celery:
-            they = "it" if self.from_celery == 1 else "they"
-            text += (
-                f"; {self.from_celery} skipped because {they} came from Celery "
-                "(revoke them through Celery)"
-            )
-        return text + "."
+        return text + _from_celery(self.from_celery, "revoke them") + "."
 
 
 def retry_failed(rows: QuerySet[TaskExecution]) -> Retried:
@@ -120,6 +108,13 @@ def cancel(
         skipped=selected - cancelled - marked - from_celery,
         from_celery=from_celery,
     )
+
+
+def _from_celery(count: int, what_to_do: str) -> str:
+    if not count:
+        return ""
+    they = "it" if count == 1 else "they"
+    return f"; {count} skipped because {they} came from Celery ({what_to_do} through Celery)"
 
 
 def _they(count: int) -> str:
