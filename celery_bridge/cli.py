@@ -14,8 +14,7 @@ from typing import Any
 import click
 from celery.bin.base import CeleryCommand
 
-POOL_ALIAS = "django_ray"
-POOL_PATH = "celery_bridge.pool:RayPool"
+from celery_bridge.pytest_plugin import POOL_ALIAS, POOL_PATH
 
 
 def register_pool_alias() -> None:
@@ -33,18 +32,23 @@ def register_pool_alias() -> None:
 @click.pass_context
 def django_ray(ctx: Any) -> None:
     """Check this app for the django_ray pool: what Ray workers import, where Ray is."""
-    from celery_bridge.config import app_path, bridge_settings, check_serializers, retry_policy
+    from celery_bridge.config import app_spec, bridge_settings, check_serializers, retry_policy
 
     app = ctx.obj.app
     app.loader.import_default_modules()
     try:
         check_serializers(app)
-        path = app_path(app)
+        spec = app_spec(app, "check")
     except Exception as exc:
         raise click.ClickException(str(exc)) from exc
+    if spec.blueprint is None:
+        how = f"imported from {spec.path} (django_ray_app)"
+    else:
+        modules = ", ".join(spec.blueprint.modules) or "none"
+        how = f"{spec.app_name}, rebuilt on Ray from its settings; task modules: {modules}"
     settings = bridge_settings(app)
     policy = retry_policy(app)
-    ctx.obj.echo(f"app:         {path}")
+    ctx.obj.echo(f"app:         {how}")
     ctx.obj.echo(f"ray address: {settings.ray_address or 'local (started in the worker)'}")
     ctx.obj.echo(
         f"ray losses:  {policy.max_attempts} attempts, backoff {policy.backoff_seconds}s "

@@ -8,15 +8,16 @@ else the environment (``RAY_ADDRESS``), else django-ray's defaults.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import ImproperlyConfigured
 
+from celery_bridge.blueprint import APP_PATH, CONNECTION_KEYS, capture, connection_value
+from celery_bridge.remote import AppSpec
 from django_ray.conf import DEFAULTS
 from django_ray.retry import RetryPolicy
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from celery import Celery
 
 ALLOW_PICKLE = "django_ray_allow_pickle"
-APP_PATH = "django_ray_app"
 PICKLE_TYPES = frozenset({"pickle", "application/x-python-serialize"})
 # Celery's own variables (config module, loader, log level...) reach the Ray workers,
 # which import the app afresh. These stay with the worker process: its log file, and
@@ -38,16 +38,11 @@ ENV_KEPT_LOCAL = frozenset(
         "CELERY_RESULT_BACKEND",
     }
 )  # fmt: skip
-CONNECTION_KEYS = ("broker_url", "broker_read_url", "broker_write_url", "result_backend")
 APP_ENV = "DJANGO_RAY_CELERY_APP"
 
 
 class PickleNotAllowed(ImproperlyConfigured):
     """The app accepts pickle and the operator has not opted in."""
-
-
-class AppNotFound(ImproperlyConfigured):
-    """The pool cannot name a module path that imports the Celery app."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,33 +123,22 @@ def check_serializers(app: Celery) -> None:
     )
 
 
-def app_path(app: Celery) -> str:
-    """``module:attribute`` that imports ``app`` in a fresh process (a Ray worker).
-
-    ``django_ray_app`` in the config wins; otherwise the loaded module holding the
-    app is found, the module named after ``app.main`` first.
-    """
+def app_spec(app: Celery, hostname: str, restarts: int = 0) -> AppSpec:
+    """What Ray workers build the app from: its blueprint, or the module ``django_ray_app``
+    names. Raises :class:`~celery_bridge.blueprint.AppNotRebuildable`."""
     configured = app.conf.get(APP_PATH)
+    level = min(
+        logging.getLogger().getEffectiveLevel(), logging.getLogger("celery").getEffectiveLevel()
+    )
     if configured:
-        return str(configured)
-    found = sorted(_holders(app), key=lambda hit: (hit[0] != app.main, len(hit[0]), hit))
-    if not found:
-        raise AppNotFound(
-            f"The django_ray pool cannot find a module that holds the Celery app {app.main!r}, "
-            "so Ray workers could not import it. Define the app at module level (as "
-            f"`celery -A module` expects) or set {APP_PATH} = 'module:attribute'."
+        return AppSpec(
+            hostname=hostname,
+            path=str(configured),
+            connection=connection_settings(app),
+            log_level=level,
+            restarts=restarts,
         )
-    module, attribute = found[0]
-    return f"{module}:{attribute}"
-
-
-def _holders(app: Celery) -> Iterator[tuple[str, str]]:
-    for name, module in list(sys.modules.items()):
-        if name == "__main__" or not isinstance(module, ModuleType):
-            continue
-        for attribute, value in list(getattr(module, "__dict__", {}).items()):
-            if value is app and not attribute.startswith("_"):
-                yield name, attribute
+    return AppSpec(hostname=hostname, blueprint=capture(app), log_level=level, restarts=restarts)
 
 
 def forwarded_environ(environ: Mapping[str, str]) -> dict[str, str]:
@@ -171,8 +155,8 @@ def connection_settings(app: Celery) -> tuple[tuple[str, str], ...]:
 
     They travel with the app's spec (Ray's object store), never in the environment.
     """
-    conf = app.conf
-    return tuple((key, str(conf.get(key))) for key in CONNECTION_KEYS if conf.get(key))
+    values = ((key, connection_value(app, key)) for key in CONNECTION_KEYS)
+    return tuple((key, str(value)) for key, value in values if value)
 
 
 def _first_set(*values: Any) -> Any:

@@ -22,12 +22,12 @@ from typing import Any
 from celery import Celery, current_app
 from celery.concurrency.base import BasePool
 
+from celery_bridge import logs
 from celery_bridge.config import (
     APP_ENV,
-    app_path,
+    app_spec,
     bridge_settings,
     check_serializers,
-    connection_settings,
     forwarded_environ,
     retry_policy,
 )
@@ -36,8 +36,11 @@ from celery_bridge.records import NO_RECORDS, ExecutionRecords, records_for
 from celery_bridge.remote import AppSpec
 from celery_bridge.runs import FINAL, Completion, Job, Kind, Runs
 from django_ray.runtime.connection import merge_runtime_env
+from django_ray.runtime.remote import Recycle
 
 logger = logging.getLogger("celery_bridge")
+# Above Linux's largest pid_max (2**22): the pids Celery sees for plain Ray tasks.
+PLAIN_TASK_PIDS = 1 << 22
 
 
 class ApplyResult:
@@ -48,7 +51,7 @@ class ApplyResult:
         self.job = job
 
     def terminate(self, signal: int | None = None) -> None:
-        self._pool.terminate_job(self.job.number, signal)
+        self._pool.terminate_job(self.job.pid, signal)
 
 
 class RayPool(BasePool):
@@ -77,15 +80,14 @@ class RayPool(BasePool):
         self._runs: Runs | None = None
         self._firing: threading.Thread | None = None
         self._records: ExecutionRecords = NO_RECORDS
+        self._job_of_pid: dict[int, int] = {}
+        self._restarts = 0
 
     def on_start(self) -> None:
         app = self.app
         settings = bridge_settings(app)
-        spec = AppSpec(
-            path=app_path(app), hostname=self._hostname, connection=connection_settings(app)
-        )
-        env_vars = {**forwarded_environ(os.environ), APP_ENV: spec.path}
-        runtime_env = merge_runtime_env(settings.runtime_env, {"env_vars": env_vars})
+        spec = app_spec(app, self._hostname)
+        runtime_env = self._runtime_env(settings, spec)
         connect_keeping_worker_process(settings.ray_address, runtime_env)
         self._runs = Runs(
             spec,
@@ -94,13 +96,33 @@ class RayPool(BasePool):
             deliver=self._deliver,
             policy=lambda: retry_policy(app),
             warm_actors=settings.warm_actors,
+            recycle=Recycle(
+                max_calls=int(self.options.get("maxtasksperchild") or 0),
+                max_memory_kib=int(self.options.get("max_memory_per_child") or 0),
+            ),
         )
         self._runs.calls.resize(self.limit)
         self._records = records_for(settings, self._hostname, _queues(app), self.limit)
         logger.info(
             "django_ray pool started: app=%s ray=%s limit=%s",
-            *(spec.path, _ray_address(), self.limit),
+            *(spec.app_name, _ray_address(), self.limit),
         )
+
+    def restart(self) -> None:
+        """``pool_restart`` (and ``celery_worker.reload()``): later tasks run in fresh Ray
+        worker processes, which import the app's modules anew; tasks on Ray finish there."""
+        assert self._runs is not None, "the pool is not started"
+        self._restarts += 1
+        spec = app_spec(self.app, self._hostname, self._restarts)
+        self._runs.switch(spec, self._runtime_env(bridge_settings(self.app), spec))
+        logger.info("django_ray pool restarted: app=%s", spec.identity)
+
+    @staticmethod
+    def _runtime_env(settings: Any, spec: AppSpec) -> dict[str, Any]:
+        # The app's identity in the environment gives each app (and each restart) Ray
+        # worker processes of its own.
+        env_vars = {**forwarded_environ(os.environ), APP_ENV: spec.identity}
+        return merge_runtime_env(settings.runtime_env, {"env_vars": env_vars})
 
     def register_with_event_loop(self, loop: Any) -> None:
         self._hub = loop
@@ -153,16 +175,22 @@ class RayPool(BasePool):
         )
         self._take_slot()
         with self._fire_lock:
-            if accept_callback:
-                accept_callback(job.number, time.monotonic())
             self._runs.start(job)
+            # The Ray worker's pid when the task runs on a warm actor; else one above
+            # Linux's pid_max, so that it names this job alone.
+            pid = self._runs.pid(job.number) or PLAIN_TASK_PIDS + job.number
+            self._job_of_pid[pid] = job.number
+            job.pid = pid
+            if accept_callback:
+                accept_callback(pid, time.monotonic())
             self._records.started(job)
         return ApplyResult(self, job)
 
     def terminate_job(self, pid: int, signal: int | None = None) -> None:
         """Revoke with terminate: cancel the task on Ray, killing its worker process."""
-        if self._runs is not None:
-            self._runs.terminate(pid)
+        number = self._job_of_pid.get(pid)
+        if self._runs is not None and number is not None:
+            self._runs.terminate(number)
 
     def on_stop(self) -> None:
         """Warm shutdown: wait for every task on Ray and fire its callbacks (acks) here."""
@@ -215,6 +243,10 @@ class RayPool(BasePool):
         info.update(
             {
                 "max-concurrency": self.limit,
+                # The warm actors' Ray worker processes: one per slot once all started.
+                "processes": self._runs.calls.actors.pids()
+                if self._runs is not None and self._runs.calls.actors is not None
+                else [],
                 "in-flight": len(jobs),
                 "ray-address": _ray_address() if self._runs is not None else None,
                 "ray-tasks": sorted(job.handle for job in jobs if job.handle),
@@ -258,6 +290,7 @@ class RayPool(BasePool):
         job, kind, value = completion.job, completion.kind, completion.value
         with self._fire_lock:
             try:
+                logs.replay(completion.records)
                 if kind is Kind.RESULT and job.callback:
                     job.callback(value)
                 elif kind is Kind.ERROR and job.error_callback:
@@ -269,6 +302,9 @@ class RayPool(BasePool):
             finally:
                 self._records.record(completion)
                 if kind in FINAL:
+                    # The pid may run the next job already (its actor was free first).
+                    if self._job_of_pid.get(job.pid) == job.number:
+                        del self._job_of_pid[job.pid]
                     self._release_slot()
 
 

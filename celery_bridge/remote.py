@@ -1,15 +1,18 @@
-"""What runs inside a Ray worker: the Celery app, bootstrapped once per process, runs the tracer.
+"""What runs inside a Ray worker: the Celery app, built once per process, runs the tracer.
 
-The bootstrap is the one prefork gives a child started as a fresh interpreter
+The set-up is the one prefork gives a child started as a fresh interpreter
 (loader init, worker optimizations, one tracer per task, the Django fixup,
 ``worker_process_init``), so ``bind=True``, ``self.retry``, ``update_state``,
-task signals and canvas behave as under prefork. The app travels as its import
-path, never pickled: the worker imports it as ``celery -A`` did.
+task signals and canvas behave as under prefork. The app is rebuilt from the
+blueprint the pool sends (:mod:`celery_bridge.blueprint`), or, when
+``django_ray_app`` names one, imported from its module. Log records of each
+task go back with its outcome (:mod:`celery_bridge.logs`).
 """
 
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import signal
 import threading
@@ -19,6 +22,9 @@ from dataclasses import dataclass
 from types import FrameType, SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from celery_bridge import logs
+from celery_bridge.blueprint import APP_PATH, Blueprint, add_tasks, rebuild
+
 if TYPE_CHECKING:
     from celery import Celery
 
@@ -27,12 +33,31 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class AppSpec:
-    """How a Ray worker finds and sets up the worker's Celery app."""
+    """How a Ray worker builds and sets up the worker's Celery app."""
 
-    path: str
     hostname: str
-    # The broker and backend URLs the worker resolved (see config.connection_settings).
+    blueprint: Blueprint | None = None  # the app to rebuild...
+    path: str = ""  # ...or the module:attribute to import it from (django_ray_app)
+    # The broker and backend URLs the worker resolved, for an imported app.
     connection: tuple[tuple[str, str], ...] = ()
+    log_level: int = logging.WARNING  # records from this level up come home
+    restarts: int = 0  # pool restarts before this spec: each gets fresh Ray workers
+
+    @property
+    def identity(self) -> str:
+        """Which app (which build of it, after how many restarts) this is: Ray workers
+        serve one each."""
+        app = self.path if self.blueprint is None else self.blueprint.main
+        digest = "" if self.blueprint is None else f"@{self.blueprint.digest}"
+        return f"{app}{digest}#{self.restarts}"
+
+    @property
+    def app_name(self) -> str:
+        return self.blueprint.main if self.blueprint is not None else self.path
+
+
+class AppSetUpFailed(RuntimeError):
+    """The Ray worker could not build or set up the Celery app."""
 
 
 _booted: tuple[AppSpec, Celery] | None = None
@@ -46,15 +71,34 @@ def bootstrap(spec: AppSpec) -> Celery:
         if _booted is None:
             _booted = (spec, _set_up(spec))
         booted_spec, app = _booted
-    if booted_spec.path != spec.path:
+    if booted_spec.identity != spec.identity:
         raise RuntimeError(
-            f"This Ray worker runs the Celery app {booted_spec.path!r}; it cannot also run "
-            f"{spec.path!r} (each app gets Ray workers of its own through its runtime_env)."
+            f"This Ray worker runs the Celery app {booted_spec.identity!r}; it cannot also run "
+            f"{spec.identity!r} (each app gets Ray workers of its own through its runtime_env)."
         )
     return app
 
 
 def _set_up(spec: AppSpec) -> Celery:
+    try:
+        return _build(spec)
+    except Exception as exc:
+        how = (
+            f"importing {spec.path!r} ({APP_PATH})"
+            if spec.blueprint is None
+            else f"rebuilding it from its configuration and task modules "
+            f"{list(spec.blueprint.modules)}"
+        )
+        raise AppSetUpFailed(
+            f"A Ray worker could not set up the Celery app {spec.app_name!r} by {how}: "
+            f"{type(exc).__name__}: {exc}. Ray workers need the app's code and settings "
+            "(the same Python path and DJANGO_SETTINGS_MODULE as the worker, through "
+            f"RAY_RUNTIME_ENV); {APP_PATH} = 'module:attribute' names a module-level app "
+            "to import instead."
+        ) from exc
+
+
+def _build(spec: AppSpec) -> Celery:
     from celery import signals
     from celery._state import _set_task_join_will_block
     from celery.app import base as app_base
@@ -67,23 +111,24 @@ def _set_up(spec: AppSpec) -> Celery:
     os.environ["FORKED_BY_MULTIPROCESSING"] = "1"
     app_base.USING_EXECV = True
     _set_task_join_will_block(True)
-    app: Celery = find_app(spec.path)
-    if spec.connection:
+    if spec.blueprint is not None:
+        app = rebuild(spec.blueprint)
+    else:
+        app = find_app(spec.path)
         app.conf.update(dict(spec.connection))
     app.loader.init_worker()
     app.loader.init_worker_process()
     app.log.setup(
-        int(os.environ.get("CELERY_LOG_LEVEL") or 0) or None,
-        None,
-        redirect_stdouts=False,
-        colorize=False,
-        hostname=spec.hostname,
+        spec.log_level, None, redirect_stdouts=False, colorize=False, hostname=spec.hostname
     )
+    logs.install(spec.log_level)
+    _install_django_fixup(app)
+    if spec.blueprint is not None:
+        add_tasks(app, spec.blueprint)
     trace.setup_worker_optimizations(app, spec.hostname)
     for name, task in app.tasks.items():
         task.__trace__ = trace.build_tracer(name, task, app.loader, spec.hostname, app=app)
     worker_state.reset_state()
-    _install_django_fixup(app)
     signals.worker_process_init.send(sender=spec.hostname)
     atexit.register(
         lambda: signals.worker_process_shutdown.send(
@@ -107,6 +152,9 @@ def _install_django_fixup(app: Celery) -> None:
             fixup.on_worker_init(sender=node)
 
 
+Traced = tuple[int, Any, float, list[dict[str, Any]]]
+
+
 def run_traced(
     spec: AppSpec,
     name: str,
@@ -116,21 +164,22 @@ def run_traced(
     content_type: str,
     content_encoding: str,
     soft_time_limit: float | None = None,
-) -> tuple[int, Any, float]:
-    """Celery's tracer on one message: ``(failed, result or ExceptionInfo, runtime)``."""
+) -> Traced:
+    """Celery's tracer on one message: ``(failed, result or ExceptionInfo, runtime)``,
+    and the log records of the run."""
     from celery.app import trace
     from kombu.serialization import prepare_accept_content
 
     app = bootstrap(spec)
     where = [app._tasks, prepare_accept_content(app.conf.accept_content), spec.hostname]
-    with soft_limit(soft_time_limit):
-        result: tuple[int, Any, float] = trace.fast_trace_task(
+    with logs.keeping() as records, soft_limit(soft_time_limit):
+        failed, result, runtime = trace.fast_trace_task(
             name, task_id, request, body, content_type, content_encoding, _loc=where
         )
-    return result
+    return failed, result, runtime, records
 
 
-def run_packed(spec: AppSpec, packed: Sequence[Any]) -> tuple[int, Any, float]:
+def run_packed(spec: AppSpec, packed: Sequence[Any]) -> Traced:
     """``run_traced`` on what the pool sends: the tracer's arguments and the soft limit."""
     name, task_id, request, body, content_type, content_encoding, soft_time_limit = packed
     return run_traced(

@@ -27,7 +27,7 @@ from django_ray.lifecycle.errors import error_data, headline
 from django_ray.retry import Retry, RetryPolicy, decide
 from django_ray.runtime.calls import Calls, Ended
 from django_ray.runtime.losses import Loss, loss_error
-from django_ray.runtime.remote import CallOptions
+from django_ray.runtime.remote import NEVER, CallOptions, Recycle
 
 logger = logging.getLogger("celery_bridge")
 
@@ -49,7 +49,7 @@ FINAL = frozenset({Kind.RESULT, Kind.ERROR, Kind.HARD_TIMEOUT, Kind.DROPPED})
 class Job:
     """One Celery task run through the pool, across its Ray attempts."""
 
-    number: int  # what Celery takes for the pid (inspect active, revoke --terminate)
+    number: int
     trace_args: tuple[Any, ...]  # fast_trace_task's: name, id, request, body, type, encoding
     callback: Callable[..., Any] | None = None
     error_callback: Callable[..., Any] | None = None
@@ -59,6 +59,7 @@ class Job:
     ray_options: Mapping[str, Any] = field(default_factory=dict)
     attempt: int = 1  # Ray attempts of this run (a loss is retried by the policy)
     handle: str = ""  # the Ray task id of the current attempt
+    pid: int = 0  # what Celery was given as the pid (inspect active, revoke --terminate)
     cancelled: str = ""  # why Celery was already told the outcome: terminated
 
     @property
@@ -80,6 +81,7 @@ class Completion:
     job: Job
     kind: Kind
     value: Any = None
+    records: tuple[dict[str, Any], ...] = ()  # log records of the run on Ray
 
 
 class Runs:
@@ -98,19 +100,32 @@ class Runs:
         deliver: Callable[[Completion], None],
         policy: Callable[[], RetryPolicy],
         warm_actors: bool = True,
+        recycle: Recycle = NEVER,
     ) -> None:
         self._deliver = deliver
         self._policy = policy
+        self._ray_options = ray_options
         self._lock = threading.Lock()
         self._jobs: dict[Hashable, Job] = {}
         # With Ray options for every task, no task may run on the pool's plain actors.
+        # One actor per slot, as prefork has one process per slot (``-c N``).
         self.calls = Calls(
             program(spec),
             CallOptions(runtime_env, defaults=ray_options),
             warm_actors=warm_actors and not ray_options,
             on_end=self._ended,
             on_soft_limit=self._soft_limit,
+            recycle=recycle,
+            cpu_bound_actors=False,
         )
+
+    def switch(self, spec: AppSpec, runtime_env: Mapping[str, Any]) -> None:
+        """Run later jobs with the app as ``spec`` has it now, in fresh Ray worker processes."""
+        self.calls.switch(program(spec), CallOptions(runtime_env, defaults=self._ray_options))
+
+    def pid(self, number: int) -> int:
+        """The Ray worker process that runs the job now, if it runs on a warm actor (else 0)."""
+        return self.calls.pid(number)
 
     @property
     def uses_actors(self) -> bool:
@@ -158,7 +173,8 @@ class Runs:
         if job.cancelled:
             self._finish(Completion(job, Kind.DROPPED))
         elif ended.returned:
-            self._finish(Completion(job, Kind.RESULT, ended.value))
+            failed, result, runtime, records = ended.value
+            self._finish(Completion(job, Kind.RESULT, (failed, result, runtime), tuple(records)))
         elif ended.loss is Loss.TIMED_OUT:
             self._finish(Completion(job, Kind.HARD_TIMEOUT, job.hard_timeout))
         elif ended.loss is None:  # our code raised on Ray (the app could not be set up)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from django_ray.runtime.remote import Program, actor_class
+from django_ray.runtime.remote import NEVER, Program, Recycle, actor_class
 
 logger = logging.getLogger("django_ray.runtime")
 
@@ -30,11 +30,22 @@ START_BACKOFF_SECONDS = 30.0
 class WarmActors:
     """A program's actors: ``take`` one for a call, ``give_back`` or ``drop`` it after."""
 
-    def __init__(self, program: Program, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        program: Program,
+        options: Mapping[str, Any] | None = None,
+        *,
+        recycle: Recycle = NEVER,
+        cpu_bound: bool = True,
+    ) -> None:
         import ray
 
         self._ray = ray
         self._program = program
+        self._recycle = recycle
+        # Without it, as many actors as asked for: Celery's ``-c N`` is N processes.
+        self._cpu_bound = cpu_bound
+        self._pids: dict[Any, int] = {}
         self._class = actor_class(scheduling_strategy="SPREAD", **(options or {}))
         self._lock = threading.Lock()
         self._size = 0
@@ -50,7 +61,7 @@ class WarmActors:
 
     def resize(self, size: int) -> None:
         """Keep ``size`` actors (at most the cluster's CPUs); extra ones go once idle."""
-        cpus = int(self._ray.cluster_resources().get("CPU", 0))
+        cpus = int(self._ray.cluster_resources().get("CPU", 0)) if self._cpu_bound else size
         with self._lock:
             self._size = min(size, cpus)
             while self._idle and self._count() > self._size:
@@ -82,11 +93,34 @@ class WarmActors:
                 self._doomed.append(actor)
 
     def drop(self, actor: Any) -> None:
-        """A busy actor died (or was killed): killed later in case it is only out of reach,
-        then replaced. Safe from Ray's callback thread."""
+        """A busy actor died, was killed or retired: killed later (in case it is only out of
+        reach), then replaced. Safe from Ray's callback thread."""
         with self._lock:
             self._busy -= 1
             self._doomed.append(actor)
+
+    def pid(self, actor: Any) -> int:
+        """The Ray worker process of a started actor."""
+        with self._lock:
+            return self._pids.get(actor, 0)
+
+    def pids(self) -> list[int]:
+        """The Ray worker processes of the actors that have started (idle or busy).
+
+        Not from Ray's callback thread.
+        """
+        with self._lock:
+            self._promote_started()
+            return sorted(self._pids.values())
+
+    def reap(self) -> bool:
+        """Kill what waits to be killed; True once a closed pool has nothing left.
+
+        Not from Ray's callback thread.
+        """
+        with self._lock:
+            self._reap()
+            return self._size == 0 and not (self._busy or self._idle or self._starting)
 
     def kill(self, actor: Any) -> None:
         """Kill a busy actor now (its call was cancelled); it is replaced.
@@ -95,6 +129,7 @@ class WarmActors:
         """
         with self._lock:
             self._busy -= 1
+            self._pids.pop(actor, None)
             self._ray.kill(actor, no_restart=True)
 
     def close(self) -> None:
@@ -107,6 +142,7 @@ class WarmActors:
 
     def _reap(self) -> None:
         for actor in self._doomed:
+            self._pids.pop(actor, None)
             self._ray.kill(actor, no_restart=True)
         self._doomed.clear()
 
@@ -121,7 +157,7 @@ class WarmActors:
         for ref in started:
             actor = self._starting.pop(ref)
             try:
-                self._ray.get(ref)
+                self._pids[actor] = self._ray.get(ref)
             except Exception as exc:
                 self._next_start = time.monotonic() + START_BACKOFF_SECONDS
                 logger.warning(
@@ -133,11 +169,12 @@ class WarmActors:
             if self._count() < self._size:
                 self._idle.append(actor)
             else:
+                self._pids.pop(actor, None)
                 self._ray.kill(actor, no_restart=True)
 
     def _start_missing(self) -> None:
         if time.monotonic() < self._next_start:
             return
         for _ in range(self._size - self._count()):
-            actor = self._class.remote(self._program)
-            self._starting[actor.__ray_ready__.remote()] = actor
+            actor = self._class.remote(self._program, self._recycle)
+            self._starting[actor.pid.remote()] = actor

@@ -18,47 +18,23 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from django_ray.runtime.actors import WarmActors
+from django_ray.runtime.call import Call, Ended
 from django_ray.runtime.connection import RayUnavailable
 from django_ray.runtime.losses import Loss, classify
-from django_ray.runtime.remote import CallOptions, Program, forget_remote_functions, remote_function
+from django_ray.runtime.remote import (
+    NEVER,
+    CallOptions,
+    Program,
+    Recycle,
+    Retiring,
+    forget_remote_functions,
+    remote_function,
+)
 
 logger = logging.getLogger("django_ray.runtime")
-
-
-@dataclass(frozen=True, slots=True)
-class Ended:
-    """How one call ended: ``value`` if the program returned, else ``error`` and ``loss``
-    (``loss`` None with an ``error``: the program itself raised it)."""
-
-    key: Hashable
-    handle: str
-    value: Any = None
-    error: BaseException | None = None
-    loss: Loss | None = None
-
-    @property
-    def returned(self) -> bool:
-        return self.error is None and self.loss is None
-
-
-@dataclass(eq=False, slots=True, kw_only=True)
-class _Call:
-    key: Hashable
-    payload: Any
-    options: Mapping[str, Any]
-    soft_limit: float | None = None
-    hard_limit: float | None = None
-    not_before: float = 0.0
-    handle: str = ""
-    ref: Any = None
-    actor: Any = None
-    started: float = 0.0
-    soft_warned: bool = False
-    stopped: Loss | None = None  # why it was cancelled, once it was
 
 
 class Calls:
@@ -73,20 +49,25 @@ class Calls:
         on_end: Callable[[Ended], None] | None = None,
         on_soft_limit: Callable[[Hashable], None] | None = None,
         interval: float = 0.1,
+        recycle: Recycle = NEVER,
+        cpu_bound_actors: bool = True,
     ) -> None:
         import ray
 
         self._ray = ray
         self._program = program
         self._options = options
-        self._plain = remote_function(program)
+        self._recycle = recycle
+        self._plain = remote_function(program, recycle.plain_max_calls)
         self._warm = warm_actors
-        self.actors = WarmActors(program, options.env_option) if warm_actors else None
+        self._cpu_bound = cpu_bound_actors
+        self.actors = self._new_actors() if warm_actors else None
+        self._retired: list[WarmActors] = []  # after a switch, until their calls end
         self._on_end = on_end
         self._on_soft_limit = on_soft_limit
         self._interval = interval
         self._lock = threading.Lock()
-        self._calls: dict[Hashable, _Call] = {}
+        self._calls: dict[Hashable, Call] = {}
         self._ended: list[Ended] = []
         self._arrived = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -115,7 +96,7 @@ class Calls:
         has come, and the id is empty: the way to submit from Ray's callback thread, which
         must never call into Ray itself.
         """
-        call = _Call(
+        call = Call(
             key=key,
             payload=payload,
             options=options or {},
@@ -151,8 +132,8 @@ class Calls:
             actor, call.actor = call.actor, None
         if waiting:
             self._deliver(Ended(key, "", loss=loss))
-        elif actor is not None and self.actors is not None:
-            self.actors.kill(actor)
+        elif actor is not None and call.pool is not None:
+            call.pool.kill(actor)
         else:
             try:
                 self._ray.cancel(call.ref, force=True)
@@ -181,19 +162,34 @@ class Calls:
         if self.actors is not None:
             self.actors.resize(size)
 
+    def switch(self, program: Program, options: CallOptions) -> None:
+        """Run ``program`` from now on, in new Ray worker processes; calls in flight end
+        where they run, and the old actors go once they are idle (a pool restart)."""
+        self._program, self._options = program, options
+        self._plain = remote_function(program, self._recycle.plain_max_calls)
+        if self.actors is not None:
+            old, self.actors = self.actors, self._new_actors()
+            self.actors.resize(old.size)
+            old.close()
+            self._retired.append(old)
+
+    def pid(self, key: Hashable) -> int:
+        """The Ray worker process running the call, when it runs on a warm actor (else 0)."""
+        with self._lock:
+            call = self._calls.get(key)
+            actor, pool = (call.actor, call.pool) if call is not None else (None, None)
+        return pool.pid(actor) if actor is not None and pool is not None else 0
+
     def reset(self) -> list[Ended]:
         """After Ray came back on a new connection: every call in flight was lost with the
         old one, and actors and remote functions are made anew."""
         with self._lock:
             lost, self._calls = list(self._calls.values()), {}
         forget_remote_functions()
-        self._plain = remote_function(self._program)
+        self._plain = remote_function(self._program, self._recycle.plain_max_calls)
         self._local_node = _local_node_id(self._ray)
         if self.actors is not None:
-            size, self.actors = (
-                self.actors.size,
-                WarmActors(self._program, self._options.env_option),
-            )
+            size, self.actors = self.actors.size, self._new_actors()
             self.actors.resize(size)
         gone = RayUnavailable("Ray went away under the call")
         return [Ended(call.key, call.handle, error=gone, loss=Loss.RAY_GONE) for call in lost]
@@ -203,11 +199,22 @@ class Calls:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join()
-        if self.actors is not None:
-            self.actors.close()
+        for pool in [*self._retired, *([self.actors] if self.actors is not None else [])]:
+            pool.close()
 
-    def _start(self, call: _Call) -> None:
-        actor = None if call.options or self.actors is None else self.actors.take()
+    def _new_actors(self) -> WarmActors:
+        return WarmActors(
+            self._program,
+            self._options.env_option,
+            recycle=self._recycle,
+            cpu_bound=self._cpu_bound,
+        )
+
+    def _start(self, call: Call) -> None:
+        if self._retired:
+            self._retired = [pool for pool in self._retired if not pool.reap()]
+        pool = None if call.options else self.actors
+        actor = pool.take() if pool is not None else None
         try:
             if actor is not None:
                 ref = actor.run.remote(call.payload)
@@ -216,16 +223,17 @@ class Calls:
                 remote = self._plain.options(**chosen) if chosen else self._plain
                 ref = remote.remote(*self._program.context, call.payload)
         except Exception as exc:
-            if actor is not None and self.actors is not None:
-                self.actors.give_back(actor)
+            if actor is not None and pool is not None:
+                pool.give_back(actor)
             if classify(exc) is Loss.RAY_GONE:
                 raise RayUnavailable(f"Ray refused a call: {exc}") from exc
             raise
         call.ref, call.actor, call.handle = ref, actor, ref.task_id().hex()
+        call.pool = pool if actor is not None else None
         call.started = time.monotonic()
         ref.future().add_done_callback(lambda future: self._done(call, future))
 
-    def _done(self, call: _Call, future: Any) -> None:
+    def _done(self, call: Call, future: Any) -> None:
         """From Ray's callback thread: the call ended."""
         try:
             value, error = future.result(), None
@@ -236,11 +244,14 @@ class Calls:
                 return  # forgotten by reset()
             del self._calls[call.key]
             actor, call.actor = call.actor, None
-        if actor is not None and self.actors is not None:
-            if isinstance(error, self._ray.exceptions.RayActorError):
-                self.actors.drop(actor)
+        retiring = isinstance(value, Retiring)
+        if retiring:
+            value = value.value
+        if actor is not None and call.pool is not None:
+            if retiring or isinstance(error, self._ray.exceptions.RayActorError):
+                call.pool.drop(actor)
             else:
-                self.actors.give_back(actor)
+                call.pool.give_back(actor)
         loss = None
         if error is not None:
             loss = call.stopped or classify(error, self._local_node)
@@ -287,7 +298,7 @@ class Calls:
                 if self._on_soft_limit is not None:
                     self._on_soft_limit(call.key)
 
-    def _start_waiting(self, call: _Call) -> None:
+    def _start_waiting(self, call: Call) -> None:
         with self._lock:
             if self._calls.get(call.key) is not call or call.stopped is not None:
                 return

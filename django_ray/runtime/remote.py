@@ -10,6 +10,8 @@ off everywhere (a retry is django-ray's decision), and so are actor restarts.
 from __future__ import annotations
 
 import contextlib
+import os
+import resource
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from django_ray.runtime.connection import merge_runtime_env, worker_runtime_env
 from django_ray.tasks import RAY_OPTIONS
 
 _lock = threading.Lock()
-_remotes: dict[Program, Any] = {}
+_remotes: dict[tuple[Program, int], Any] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,32 @@ class Program:
     warm_up: Callable[..., Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Recycle:
+    """When a warm actor retires: after ``max_calls`` calls, or once its process's peak
+    resident memory passes ``max_memory_kib`` (0: never), as Celery's
+    ``worker_max_tasks_per_child`` and ``worker_max_memory_per_child`` retire a child."""
+
+    max_calls: int = 0
+    max_memory_kib: int = 0
+
+    @property
+    def plain_max_calls(self) -> int:
+        """Ray's ``max_calls`` for plain Ray tasks: a memory limit cannot be checked in
+        them, so each then runs in a process of its own."""
+        return 1 if self.max_memory_kib else self.max_calls
+
+
+NEVER = Recycle()
+
+
+@dataclass(frozen=True, slots=True)
+class Retiring:
+    """A call's value from an actor that has done its share: it is replaced after this."""
+
+    value: Any
+
+
 class WarmWorker:
     """A Ray actor that keeps one Ray worker process, set up once, for a program's calls.
 
@@ -44,26 +72,52 @@ class WarmWorker:
     program's context is sent once, at the actor's start.
     """
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, recycle: Recycle = NEVER) -> None:
         self.program = program
+        self.recycle = recycle
+        self.calls = 0
         if program.warm_up is not None:
             # Set up now, before the first call; if it cannot be, the program's
             # own set-up raises the same error again, to the call.
             with contextlib.suppress(Exception):
                 program.warm_up(*program.context)
 
+    def pid(self) -> int:
+        """This actor's Ray worker process (the ready call of a starting actor)."""
+        return os.getpid()
+
     def run(self, payload: Any) -> Any:
-        return self.program.run(*self.program.context, payload)
+        """The program's value; wrapped in :class:`Retiring` once this actor has done its
+        share, so that the caller replaces it (a call that raised is not counted)."""
+        value = self.program.run(*self.program.context, payload)
+        self.calls += 1
+        return Retiring(value) if self._spent() else value
+
+    def _spent(self) -> bool:
+        recycle = self.recycle
+        if recycle.max_calls and self.calls >= recycle.max_calls:
+            return True
+        if recycle.max_memory_kib:
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+            return bool(peak > recycle.max_memory_kib)
+        return False
 
 
-def remote_function(program: Program) -> Any:
-    """The program as a Ray remote function, with Ray's retries off (one per program)."""
+def remote_function(program: Program, max_calls: int = 0) -> Any:
+    """The program as a Ray remote function, with Ray's retries off (one per program).
+
+    With ``max_calls``, Ray replaces a worker process after that many of its calls
+    (Ray takes it only here, not per call).
+    """
     import ray
 
+    options: dict[str, Any] = {"max_retries": 0, "retry_exceptions": False}
+    if max_calls:
+        options["max_calls"] = max_calls
     with _lock:
-        if program not in _remotes:
-            _remotes[program] = ray.remote(max_retries=0, retry_exceptions=False)(program.run)
-        return _remotes[program]
+        if (program, max_calls) not in _remotes:
+            _remotes[program, max_calls] = ray.remote(**options)(program.run)
+        return _remotes[program, max_calls]
 
 
 def forget_remote_functions() -> None:

@@ -14,7 +14,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,44 +82,48 @@ def signal_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def bridge_worker(
-    ray_connection: str, django_db_setup: None, django_db_blocker: Any, signal_dir: Path
-) -> Iterator[Any]:
-    """An in-process Celery worker with the django_ray pool on the session's Ray cluster.
-
-    Ray losses are retried at once (two attempts in all), and Ray workers open
-    the test database, as a project's would open its own.
-    """
-    from celery.contrib.testing.worker import start_worker
-    from django.test import override_settings
-
-    from celery_bridge.pool import RayPool
-
-    ray_settings = {
+# What the in-process workers run under: Ray losses retried at once (two attempts
+# in all), and Ray workers open the test database, as a project's would its own.
+def ray_settings() -> dict[str, Any]:
+    return {
         "RUNNER": "ray_core",
         "MAX_TASK_ATTEMPTS": 2,
         "RETRY_BACKOFF_SECONDS": 0,
         "RAY_RUNTIME_ENV": {"env_vars": database_env()},
     }
-    # Rows are pinned by the subprocess tests; this worker's thread writes none.
-    celery_app.conf.django_ray_record_executions = False
-    worker = start_worker(
-        celery_app,
-        pool=RayPool,
-        concurrency=4,
-        perform_ping_check=False,
-        hostname=f"inproc-{NAMESPACE}@localhost",
-        shutdown_timeout=60,
-        loglevel="WARNING",
-    )
+
+
+@contextmanager
+def in_process_worker(app: Any, django_db_blocker: Any, **options: Any) -> Iterator[Any]:
+    """A Celery worker thread of ``app`` with the django_ray pool (``start_worker``)."""
+    from celery.contrib.testing.worker import start_worker
+    from django.test import override_settings
+
+    from celery_bridge.pool import RayPool
+
+    options = {
+        "pool": RayPool, "concurrency": 4, "perform_ping_check": False,
+        "shutdown_timeout": 60, "loglevel": "WARNING", **options,
+    }  # fmt: skip
     with ExitStack() as stack:
-        stack.enter_context(override_settings(DJANGO_RAY=ray_settings))
+        stack.enter_context(override_settings(DJANGO_RAY=ray_settings()))
         # The Django fixup runs Django's checks as the worker starts; on SQLite
         # they open a cursor.
         with django_db_blocker.unblock():
-            started = stack.enter_context(worker)
+            started = stack.enter_context(start_worker(app, **options))
         yield started
+
+
+@pytest.fixture(scope="module")
+def bridge_worker(
+    ray_connection: str, django_db_setup: None, django_db_blocker: Any, signal_dir: Path
+) -> Iterator[Any]:
+    """An in-process Celery worker with the django_ray pool on the session's Ray cluster."""
+    # Rows are pinned by the subprocess tests; this worker's thread writes none.
+    celery_app.conf.django_ray_record_executions = False
+    hostname = f"inproc-{NAMESPACE}@localhost"
+    with in_process_worker(celery_app, django_db_blocker, hostname=hostname) as worker:
+        yield worker
 
 
 def inspect(worker_name: str) -> Any:

@@ -11,10 +11,13 @@ from typing import Any
 
 from celery import signals
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.log import get_task_logger
 
 from tests.celery.app import app
 
 WAIT_LIMIT = 60.0
+IMPORTED_AT = time.time()  # when this process imported the module (a pool restart re-imports)
+logger = get_task_logger(__name__)
 
 
 def wait_for_flag(flag: str) -> None:
@@ -52,6 +55,14 @@ def fail(message: str) -> None:
 @app.task
 def pid() -> int:
     return os.getpid()
+
+
+@app.task
+def chatty(word: str) -> tuple[int, float]:
+    """Logs through its task logger; returns its process and when it imported this module."""
+    logger.info("chatty says %s", word)
+    logger.debug("chatty whispers %s", word)
+    return os.getpid(), IMPORTED_AT
 
 
 @app.task

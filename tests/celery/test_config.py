@@ -9,8 +9,9 @@ from celery import Celery
 from django.test import override_settings
 
 from celery_bridge import config
+from celery_bridge.blueprint import AppNotRebuildable
 from celery_bridge.cli import POOL_ALIAS, POOL_PATH, register_pool_alias
-from celery_bridge.config import AppNotFound, PickleNotAllowed
+from celery_bridge.config import PickleNotAllowed
 from celery_bridge.pool import RayPool
 from tests.celery.app import app as test_app
 
@@ -75,14 +76,23 @@ def test_the_explicit_opt_in_allows_pickle():
     assert RayPool(2, app=app).limit == 2
 
 
-def test_ray_workers_import_the_app_by_the_path_that_holds_it():
-    assert config.app_path(test_app) == "tests.celery.app:app"
-    assert config.app_path(fresh_app(django_ray_app="proj.celery:app")) == "proj.celery:app"
+def test_ray_workers_rebuild_the_app_unless_django_ray_app_names_a_module():
+    rebuilt = config.app_spec(test_app, "host")
+    assert rebuilt.path == "" and rebuilt.blueprint is not None
+    assert rebuilt.blueprint.main == "tests.celery.app"
+    assert "tests.celery.tasks" in rebuilt.blueprint.modules
+    assert "tests.celery.tasks.add" in rebuilt.blueprint.task_names
+
+    imported = config.app_spec(fresh_app(django_ray_app="proj.celery:app"), "host")
+    assert imported.blueprint is None and imported.path == "proj.celery:app"
 
 
-def test_an_app_held_by_no_module_is_refused():
-    with pytest.raises(AppNotFound, match="set django_ray_app = 'module:attribute'"):
-        config.app_path(fresh_app())
+def test_an_app_that_cannot_be_pickled_is_refused_with_the_setting_named():
+    app = fresh_app(beat_schedule={"tick": {"task": "t", "schedule": lambda: None}})
+    app.conf.update(custom_lock=__import__("threading").Lock())
+
+    with pytest.raises(AppNotRebuildable, match=r"'custom_lock'.*set django_ray_app"):
+        config.app_spec(app, "host")
 
 
 def test_celery_variables_reach_ray_workers_but_not_the_log_file_nor_credentials():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pytest
@@ -53,17 +54,29 @@ def test_acks_late_acks_only_after_the_task_finished_on_ray(bridge_worker, unack
 
 
 def test_inspect_stats_shows_the_pool(bridge_worker, ray_cluster, tmp_path):
-    flag = tmp_path / "go"
-    result = tasks.wait.delay(str(flag))
+    # As prefork has one child per slot, the pool has one Ray worker process per slot.
+    wait_until(lambda: len(pool_stats(bridge_worker)["processes"]) == 4, timeout=60)
+    flag, pid_path = tmp_path / "go", tmp_path / "pid"
+    result = tasks.wait.delay(str(flag), str(pid_path))
     wait_until(lambda: active(bridge_worker, result.id))
+    ran_in = written_pid(pid_path)
 
-    pool = inspect(bridge_worker.hostname).stats()[bridge_worker.hostname]["pool"]
+    pool = pool_stats(bridge_worker)
+    running = active(bridge_worker, result.id)
     flag.touch()
     result.get(timeout=TIMEOUT)
 
     assert pool["implementation"] == "celery_bridge.pool:RayPool"
     assert pool["ray-address"] == ray_cluster.address
     assert (pool["max-concurrency"], pool["in-flight"], len(pool["ray-tasks"])) == (4, 1, 1)
+    assert all(process_alive(pid) and pid != os.getpid() for pid in pool["processes"])
+    # inspect active names the Ray worker process that really runs the task.
+    assert running["worker_pid"] == ran_in
+    assert ran_in in pool["processes"]
+
+
+def pool_stats(worker: Any) -> dict[str, Any]:
+    return inspect(worker.hostname).stats()[worker.hostname]["pool"]
 
 
 def test_pool_grow_and_shrink_change_the_limit(bridge_worker):

@@ -12,7 +12,7 @@ from tests.celery.conftest import wait_until
 
 pytestmark = pytest.mark.ray
 
-SPEC = AppSpec(path="tests.celery.app:app", hostname="warm-actors-test@localhost")
+SPEC = AppSpec(hostname="warm-actors-test@localhost", path="tests.celery.app:app")
 PROGRAM = program(SPEC)
 POLICY = RetryPolicy(max_attempts=1, backoff_seconds=0)
 

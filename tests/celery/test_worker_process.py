@@ -58,6 +58,17 @@ def test_celery_worker_help_lists_the_django_ray_pool():
     assert "|custom|django_ray]" in help_text
 
 
+def test_the_check_command_says_how_ray_workers_build_the_app():
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    out = subprocess.run(
+        [CELERY, "-A", "tests.celery.app", "django_ray"],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+
+    assert "app:         tests.celery.app, rebuilt on Ray from its settings" in out
+    assert "task modules: tests.celery.tasks" in out
+
+
 def test_dash_p_django_ray_runs_tasks_on_ray(ray_worker, ray_cluster):
     assert tasks.add.delay(20, 22).get(timeout=TIMEOUT) == 42
     pool = pool_of(ray_worker)
