@@ -45,13 +45,15 @@ class AppNotRebuildable(ImproperlyConfigured):
 
 @dataclass(frozen=True, slots=True)
 class TaskCopy:
-    """A task as ``app.task`` made it: enough to register it again on the rebuilt app."""
+    """A task as ``app.task`` made it (``fun``), or a class-based task (``cls``): enough to
+    register it again on the rebuilt app."""
 
     name: str
-    fun: Any
-    bind: bool
-    base: Any
-    options: Mapping[str, Any]
+    fun: Any = None
+    bind: bool = False
+    base: Any = None
+    options: Mapping[str, Any] | None = None
+    cls: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +81,7 @@ def capture(app: Celery) -> Blueprint:
     app.finalize(auto=True)
     tasks = [task for task in app.tasks.values() if type(task).__module__ != _BUILTIN_MODULE]
     settings = _pickled_settings(app, resolved_settings(app))  # first: errors name the key
-    copies = [copy for task in tasks if (copy := task_copy(task)) is not None]
+    copies = [task_copy(task) for task in tasks]
     return Blueprint(
         main=str(app.main),
         app=_pickled(app, app, "the app object (its class, loader, fixups or config source)"),
@@ -123,14 +125,14 @@ def connection_value(app: Celery, key: str) -> Any:
     return os.environ.get(f"CELERY_{key.upper()}") or app.conf.get(key)
 
 
-def task_copy(task: Any) -> TaskCopy | None:
-    """A copy of a task made by ``app.task``/``shared_task`` (None for a class-based task,
-    which its module registers)."""
+def task_copy(task: Any) -> TaskCopy:
+    """A copy of a task made by ``app.task``/``shared_task``, or of a class-based task
+    (``app.register_task(MyTask())``, which no module import may repeat)."""
     cls = type(task)
     namespace = vars(cls)
     decorated = namespace.get("_decorated_fun")
     if not namespace.get("_decorated") or decorated is None:
-        return None
+        return TaskCopy(name=task.name, cls=cls)
     parent = cls.__bases__[0]
     # The app's own Task class is not sent: the rebuilt app has its own.
     base = None if "_app" in vars(parent) else parent
@@ -184,9 +186,15 @@ def add_tasks(app: Celery, blueprint: Blueprint) -> None:
         return
     copies: Iterable[TaskCopy] = pickle.loads(blueprint.tasks)
     for copy in copies:
-        if copy.name in missing:
+        if copy.name not in missing:
+            continue
+        if copy.cls is not None:
+            task = copy.cls()
+            task.name = task.name or copy.name
+            app.register_task(task)
+        else:
             app._task_from_fun(
-                copy.fun, name=copy.name, base=copy.base, bind=copy.bind, **copy.options
+                copy.fun, name=copy.name, base=copy.base, bind=copy.bind, **(copy.options or {})
             )
 
 

@@ -12,6 +12,7 @@ handlers the Ray worker's logging set-up installed (Ray's log files).
 from __future__ import annotations
 
 import logging
+import pickle
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -81,6 +82,15 @@ def install(level: int) -> SendHome:
     return _installed
 
 
+def _travels(value: Any) -> bool:
+    """Whether an extra field can go back with the outcome (it is pickled)."""
+    try:
+        pickle.dumps(value)
+    except Exception:
+        return False
+    return True
+
+
 def replay(records: Iterable[dict[str, Any]]) -> None:
     """In the worker: hand each record to its logger, as if it had been logged here."""
     for fields in records:
@@ -89,10 +99,20 @@ def replay(records: Iterable[dict[str, Any]]) -> None:
             logger.handle(logging.makeLogRecord(fields))
 
 
+# What every LogRecord has; anything else came with ``extra=`` (Celery's tracer passes
+# ``data``, log formats and filters read such fields).
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+
+
 def _plain(record: logging.LogRecord) -> dict[str, Any]:
     from celery._state import get_current_task
 
     fields = {name: getattr(record, name) for name in _KEPT if hasattr(record, name)}
+    fields |= {
+        name: value
+        for name, value in vars(record).items()
+        if name not in _STANDARD and name not in fields and _travels(value)
+    }
     fields["msg"] = record.getMessage()
     fields["args"] = None
     if record.exc_info and not record.exc_text:

@@ -62,6 +62,8 @@ def chatty(word: str) -> tuple[int, float]:
     """Logs through its task logger; returns its process and when it imported this module."""
     logger.info("chatty says %s", word)
     logger.debug("chatty whispers %s", word)
+    if word == "warn":
+        logger.warning("chatty warns", extra={"data": {"word": word, "pid": os.getpid()}})
     return os.getpid(), IMPORTED_AT
 
 

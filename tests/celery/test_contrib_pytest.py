@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from celery import Task
 
 from tests.celery.app import bridge_config
 from tests.celery.conftest import NAMESPACE, ray_settings
@@ -62,6 +63,20 @@ def test_celery_worker_runs_a_task_defined_in_the_test_on_ray(celery_app, celery
     assert product == 16
     assert pid != os.getpid()
     assert type(celery_worker.pool).__name__ == "RayPool"
+
+
+class Doubler(Task):
+    name = "contrib.doubler"
+
+    def run(self, x: int) -> int:
+        return 2 * x
+
+
+def test_a_class_based_task_registered_in_the_test_runs_on_ray(celery_app, celery_worker):
+    celery_app.register_task(Doubler())
+    celery_worker.reload()
+
+    assert celery_app.tasks["contrib.doubler"].delay(21).get(timeout=60) == 42
 
 
 def test_celery_session_worker_answers_its_ping_and_runs_tasks(

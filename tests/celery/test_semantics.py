@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from datetime import UTC, datetime, timedelta
@@ -201,3 +202,16 @@ def test_hard_time_limit_cancels_the_task_on_ray(tmp_path):
     assert result.state == "FAILURE"
     ray_pid = written_pid(pid_path)
     wait_until(lambda: not process_alive(ray_pid), timeout=10)
+
+
+def test_log_records_come_back_with_their_extra_fields(caplog):
+    with caplog.at_level(logging.WARNING, logger="tests.celery.tasks"):
+        result = tasks.chatty.delay("warn")
+        ray_pid, _ = result.get(timeout=TIMEOUT)
+        record = wait_until(lambda: next(
+            (r for r in caplog.records if r.getMessage() == "chatty warns"), None
+        ))  # fmt: skip
+
+    assert record.data == {"word": "warn", "pid": ray_pid}  # extra= fields, as the tracer's
+    assert (record.task_id, record.task_name) == (result.id, "tests.celery.tasks.chatty")
+    assert record.process == ray_pid != os.getpid()
