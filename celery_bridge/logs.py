@@ -113,8 +113,10 @@ def _plain(record: logging.LogRecord) -> dict[str, Any]:
         for name, value in vars(record).items()
         if name not in _STANDARD and name not in fields and _travels(value)
     }
-    fields["msg"] = record.getMessage()
-    fields["args"] = None
+    if _travels((record.msg, record.args)):  # the format and its arguments, as logged
+        fields["msg"], fields["args"] = record.msg, record.args
+    else:
+        fields["msg"], fields["args"] = record.getMessage(), None
     if record.exc_info and not record.exc_text:
         record.exc_text = logging.Formatter().formatException(record.exc_info)
     fields["exc_text"] = record.exc_text

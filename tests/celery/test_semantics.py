@@ -213,5 +213,6 @@ def test_log_records_come_back_with_their_extra_fields(caplog):
         ))  # fmt: skip
 
     assert record.data == {"word": "warn", "pid": ray_pid}  # extra= fields, as the tracer's
+    assert (record.msg, record.args) == ("chatty warns", ())
     assert (record.task_id, record.task_name) == (result.id, "tests.celery.tasks.chatty")
     assert record.process == ray_pid != os.getpid()
