@@ -1,5 +1,6 @@
 """Any Celery app runs on Ray as it is: at module level, from a factory, configured from
-Django settings in ``proj/celery.py``, or built by a test fixture (test_contrib_pytest)."""
+Django settings in ``proj/celery.py``, or built by a test fixture
+(test_with_celery_contrib_pytest)."""
 
 from __future__ import annotations
 
