@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
 from django.tasks.signals import task_enqueued
 
-from django_ray.payloads import to_json
 from django_ray.registry import resolve_task
-from django_ray.signing import sign, verify
+from django_ray.signing import verify
 from django_ray.tasks import RayTask, option_problems
-from django_ray.worker.wakeup import notify_ready
+
+if TYPE_CHECKING:
+    from django_ray.lifecycle.enqueue import Payload
 
 
 class RayTaskBackend(BaseTaskBackend):
@@ -39,27 +40,20 @@ class RayTaskBackend(BaseTaskBackend):
         The row is signed (see :mod:`django_ray.signing`): workers run only what was
         written here.
         """
-        from django_ray.models import TaskExecution
+        from django_ray.lifecycle import enqueue  # the ORM loads once apps are ready
 
         self.validate_task(task)
-        row = TaskExecution(
-            id=uuid.uuid4(),
-            backend=self.alias,
-            task_path=task.module_path,
-            args=to_json(list(args), task_path=task.module_path, where="args"),
-            kwargs=to_json(dict(kwargs), task_path=task.module_path, where="kwargs"),
-            queue_name=task.queue_name,
-            priority=task.priority,
-            run_after=task.run_after,
-            takes_context=task.takes_context,
-            options=task.stored_options() if isinstance(task, RayTask) else {},
-        )
-        row.signature = sign(row)
-        row.save(force_insert=True)
-        notify_ready(row.queue_name)
-        result = row.to_task_result(task)
-        task_enqueued.send(type(self), task_result=result)
-        return result
+        return self._write(task, [enqueue.payload(task, args, kwargs)])[0]
+
+    def _write(self, task: Task, calls: list[Payload]) -> list[TaskResult]:
+        from django_ray.lifecycle import enqueue
+
+        rows = enqueue.new_rows(task, calls, backend=self.alias)
+        enqueue.write(rows)
+        results: list[TaskResult] = [row.to_task_result(task) for row in rows]
+        for result in results:
+            task_enqueued.send(type(self), task_result=result)
+        return results
 
     def get_result(self, result_id: str) -> TaskResult:
         """The current state of one execution; ``TaskResultDoesNotExist`` for an unknown id."""

@@ -158,6 +158,10 @@ class RayTaskResult(TaskResult):  # type: ignore[misc]  # the stubs miss that Ta
     result_reference: dict[str, Any] | None = None
     _loaded: bool = field(init=False, default=False)
 
+    def __post_init__(self) -> None:
+        """Nothing to do: Django's copies ``args`` and ``kwargs`` as plain JSON, and ours are
+        plain JSON already (checked by ``enqueue()``, or read back from the database)."""
+
     @property
     def return_value(self) -> Any:
         if (

@@ -1,20 +1,22 @@
-"""The one SQL helper: state changes of many rows in one statement, on PostgreSQL.
+"""The one SQL helper: new rows and state changes of many rows in one statement, on PostgreSQL.
 
-Each function does what :mod:`django_ray.lifecycle.attempts` does row by row
-through the ORM elsewhere, with the same fence. Batches take one array per
-column (``unnest(%s::uuid[], ...)``), so a statement has the same few
-placeholders whatever the batch size, and building it costs nothing per row.
+Each function does what the ORM does elsewhere (``bulk_create()``, or
+:mod:`django_ray.lifecycle.attempts` row by row, with the same fence). Batches
+take one array per column (``unnest(%s::uuid[], ...)``), so a statement has the
+same few placeholders whatever the batch size, and building it costs nothing per row.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import operator
 import uuid
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db import connections
+from django.db import connections, models
 
 from django_ray.states import State
 
@@ -22,6 +24,97 @@ if TYPE_CHECKING:
     from django.db.models import QuerySet
 
     from django_ray.models import TaskExecution
+
+
+def insert_ready(
+    rows: list[TaskExecution], *, per_row: tuple[str, ...], per_task: tuple[str, ...], using: str
+) -> None:
+    """Insert new rows of one task in one statement, so the table's trigger sends one NOTIFY
+    per queue.
+
+    Each column in ``per_task`` takes one value (the first row's: the same in all),
+    each in ``per_row`` one value per row, and every other column its model default,
+    written into the statement. Many rows travel as one JSON array of their
+    ``per_row`` values, which the server takes apart: quoting one string costs
+    little, where an array per column costs a conversion per value. Values are
+    those ``enqueue()`` makes: JSON, str, numbers, UUIDs, datetimes.
+    """
+    connection = connections[using]
+    model = type(rows[0])
+    many = len(rows) > 1
+    sql, placeholders = _insert_sql(model, per_row, per_task, using, many=many)
+    json_fields = _json_fields(model)
+    params: list[Any] = [
+        json.dumps(value) if name in json_fields and value is not None else value
+        for name in placeholders
+        for value in [getattr(rows[0], name)]
+    ]
+    if many:
+        values_of = operator.attrgetter(*per_row)
+        table = [values_of(row) for row in rows]
+        params.append(json.dumps(table, allow_nan=False, default=_plain))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+@functools.cache
+def _insert_sql(
+    model: type[TaskExecution],
+    per_row: tuple[str, ...],
+    per_task: tuple[str, ...],
+    using: str,
+    *,
+    many: bool,
+) -> tuple[str, tuple[str, ...]]:
+    """The statement, and the column each of its placeholders stands for, in order: one row
+    as ``VALUES``, many as ``SELECT`` from the elements of one JSON array, the last
+    placeholder."""
+    connection = connections[using]
+    ops: Any = connection.ops  # PostgreSQL's, which can quote a value (compose_sql)
+    quote = ops.quote_name
+    fields = model._meta.concrete_fields
+    values, placeholders = [], []
+    for field in fields:
+        name, cast = field.attname, _cast(field, connection)
+        if name in per_row and many:
+            at = per_row.index(name)
+            values.append(f"v -> {at}" if cast == "jsonb" else f"(v ->> {at})::{cast}")
+        elif name in per_row or name in per_task:
+            values.append(f"%s::{cast}")
+            placeholders.append(name)
+        elif field.has_default() and callable(field.default) and field.default not in (list, dict):
+            raise TypeError(f"{name}'s default is made for each row: name it in per_row")
+        else:
+            default = field.get_db_prep_save(field.get_default(), connection)
+            literal = str(ops.compose_sql("%s", [default])).replace("%", "%%")
+            values.append(f"({literal})::{cast}")
+    columns = ", ".join(quote(str(field.column)) for field in fields)
+    sql = f"INSERT INTO {quote(model._meta.db_table)} ({columns}) "
+    if not many:
+        return f"{sql}VALUES ({', '.join(values)})", tuple(placeholders)
+    sql += f"SELECT {', '.join(values)} FROM jsonb_array_elements(%s::jsonb) AS v"
+    return sql, tuple(placeholders)
+
+
+def _plain(value: Any) -> str:
+    """A value JSON has no type for, as text PostgreSQL reads back (UUIDs, datetimes)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not a value of a new row")
+
+
+@functools.cache
+def _json_fields(model: type[TaskExecution]) -> frozenset[str]:
+    fields = model._meta.concrete_fields
+    return frozenset(field.attname for field in fields if isinstance(field, models.JSONField))
+
+
+def _cast(field: models.Field[Any, Any], connection: Any) -> str:
+    # Text, not varchar(n): a cast to varchar(n) would cut a long value short, where the
+    # column's own check rejects it.
+    return "text" if isinstance(field, models.CharField) else str(field.db_type(connection))
 
 
 def claim(

@@ -1,10 +1,12 @@
 """Waking an idle worker as soon as a task is enqueued, instead of at its next poll.
 
-On PostgreSQL, ``enqueue()`` sends ``NOTIFY django_ray_ready`` in its own
-transaction (delivered only if that transaction commits), and an idle worker
-LISTENs on a connection of its own. Elsewhere, and whenever the listening
-connection is unavailable, the worker polls: the notification only shortens
-the wait, it is never needed for correctness.
+On PostgreSQL, a trigger on the executions table (migration 0003) sends
+``NOTIFY django_ray_ready`` for each statement that inserts READY rows, once per
+queue among them, with the queue name as payload: ``enqueue()`` and
+``enqueue_many()`` spend no round trip on it, and it is delivered only when
+their transaction commits. An idle worker LISTENs on a connection of its own.
+Elsewhere, and whenever the listening connection is unavailable, the worker
+polls: the notification only shortens the wait, it is never needed for correctness.
 """
 
 from __future__ import annotations
@@ -21,15 +23,6 @@ logger = logging.getLogger("django_ray.worker")
 CHANNEL = "django_ray_ready"
 # How often a wait looks at the stop event while it listens.
 SLICE_SECONDS = 0.25
-
-
-def notify_ready(queue_name: str, using: str = "default") -> None:
-    """Tell idle workers a task is ready (PostgreSQL only; sent when the transaction commits)."""
-    connection = connections[using]
-    if connection.vendor != "postgresql":
-        return
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, queue_name])
 
 
 class Wakeup:

@@ -50,6 +50,24 @@ def test_enqueue_writes_one_ready_row():
     assert (result.args, result.kwargs, result.backend) == ([2], {"b": 3}, "default")
 
 
+def test_an_enqueued_row_holds_what_the_orm_would_have_written():
+    tasks.add.using(priority=3, num_cpus=0.5).enqueue(2, b=3)
+
+    row = TaskExecution.objects.get()
+    expected = TaskExecution(
+        id=row.id,
+        task_path="tests.testapp.tasks.add",
+        args=[2],
+        kwargs={"b": 3},
+        priority=3,
+        options={"num_cpus": 0.5},
+        signature=row.signature,
+        enqueued_at=row.enqueued_at,
+    )
+    columns = [field.attname for field in TaskExecution._meta.concrete_fields]
+    assert {c: getattr(row, c) for c in columns} == {c: getattr(expected, c) for c in columns}
+
+
 def test_queue_priority_and_run_after_are_stored():
     later = timezone.now() + datetime.timedelta(hours=1)
 

@@ -11,7 +11,7 @@ from django_ray.exceptions import InvalidSignature
 from django_ray.lifecycle import attempts
 from django_ray.models import TaskExecution
 from django_ray.runtime import job_entrypoint
-from django_ray.signing import sign, verify
+from django_ray.signing import sign, sign_all, verify
 from django_ray.testing import drain
 from tests.testapp import tasks
 
@@ -119,3 +119,23 @@ def test_a_ray_jobs_entrypoint_checks_the_row_before_it_runs_it(capsys):
     assert job_entrypoint.main([str(row.pk), str(row.attempt), str(row.claim_token)]) == 0
 
     assert failure(result.id)[:2] == ("FAILED", "django_ray.exceptions.InvalidSignature")
+
+
+@pytest.mark.parametrize("key", ["tests-only-not-a-secret", "another-key-" + "y" * 40])
+def test_a_batch_is_signed_as_each_row_alone_would_be(settings, key):
+    settings.SECRET_KEY = key
+    rows = [
+        TaskExecution(task_path="tests.testapp.tasks.echo", args=args, kwargs=kwargs, options=opts)
+        for args, kwargs, opts in [
+            ([1, 2.0, 1e16], {}, {}),
+            ([{"b": 1, "a": [True, None]}], {"x": "é"}, {"num_cpus": 2.0}),
+            ([], {"z": {"y": 0.5}}, {"num_cpus": 2.0}),
+        ]
+    ]
+    for row in rows:
+        row.options = rows[0].options  # a batch is of one task: the same options
+
+    sign_all(rows)
+
+    assert [row.signature for row in rows] == [sign(row) for row in rows]
+    assert len({row.signature for row in rows}) == 3
