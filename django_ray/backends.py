@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import sync_to_async
 from django.tasks import Task, TaskResult
 from django.tasks.backends.base import BaseTaskBackend
 from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -16,6 +18,9 @@ from django_ray.tasks import RayTask, option_problems
 
 if TYPE_CHECKING:
     from django_ray.lifecycle.enqueue import Payload
+
+# One call of enqueue_many(): the positional and the keyword arguments.
+Call = tuple[Sequence[Any], Mapping[str, Any]]
 
 
 class RayTaskBackend(BaseTaskBackend):
@@ -44,6 +49,23 @@ class RayTaskBackend(BaseTaskBackend):
 
         self.validate_task(task)
         return self._write(task, [enqueue.payload(task, args, kwargs)])[0]
+
+    def enqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+        """Enqueue one execution of ``task`` per ``(args, kwargs)`` pair of ``calls``, in one
+        INSERT statement on PostgreSQL; the results in the order of the calls.
+
+        Every call is checked as :meth:`enqueue` checks it, and fails with the same error,
+        before any row is written; then all rows are written, or none. ``task_enqueued``
+        is sent for each result, as :meth:`enqueue` sends it.
+        """
+        from django_ray.lifecycle import enqueue
+
+        self.validate_task(task)
+        return self._write(task, enqueue.payloads(task, calls))
+
+    async def aenqueue_many(self, task: Task, calls: Iterable[Call]) -> list[TaskResult]:
+        """See :meth:`enqueue_many`."""
+        return await sync_to_async(self.enqueue_many, thread_sensitive=True)(task, calls)
 
     def _write(self, task: Task, calls: list[Payload]) -> list[TaskResult]:
         from django_ray.lifecycle import enqueue

@@ -7,18 +7,19 @@ the options::
     def render(scene_id): ...
 
     render.using(num_cpus=4).enqueue(7)   # per call
+    render.enqueue_many([((7,), {}), ((8,), {})])   # many rows, one statement
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from numbers import Real
 from typing import Any
 
-from django.tasks import Task
+from django.tasks import Task, TaskResult
 from django.tasks.exceptions import InvalidTask
 
 from django_ray.retry import MAX_ATTEMPTS
@@ -61,6 +62,26 @@ class RayTask(Task):
             self, priority=priority, queue_name=queue_name, run_after=run_after, backend=backend
         )
         return dataclasses.replace(task, **options) if options else task
+
+    def enqueue_many(
+        self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[TaskResult]:
+        """Enqueue one execution per ``(args, kwargs)`` pair, all or none; see
+        ``RayTaskBackend.enqueue_many``. On another backend (a test's dummy backend,
+        say), each pair goes through that backend's ``enqueue()`` in turn."""
+        backend = self.get_backend()
+        if hasattr(backend, "enqueue_many"):
+            return list(backend.enqueue_many(self, calls))
+        return [backend.enqueue(self, list(args), dict(kwargs)) for args, kwargs in calls]
+
+    async def aenqueue_many(
+        self, calls: Iterable[tuple[Sequence[Any], Mapping[str, Any]]]
+    ) -> list[TaskResult]:
+        """See :meth:`enqueue_many`."""
+        backend = self.get_backend()
+        if hasattr(backend, "aenqueue_many"):
+            return list(await backend.aenqueue_many(self, calls))
+        return [await backend.aenqueue(self, list(args), dict(kwargs)) for args, kwargs in calls]
 
     def stored_options(self) -> dict[str, Any]:
         """The options that are set, as stored on each execution row."""

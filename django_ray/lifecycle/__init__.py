@@ -1,7 +1,7 @@
 """Every state change of a task execution, each written once and fenced once.
 
 - :mod:`~django_ray.lifecycle.enqueue`: new READY rows, checked, signed and written at once
-  (``enqueue()``);
+  (``enqueue()``, ``enqueue_many()``);
 - :mod:`~django_ray.lifecycle.attempts`: what a Django worker does to the rows it runs
   (claim, succeed, retry, fail, hand back, adopt, and the facts it keeps on them);
 - :mod:`~django_ray.lifecycle.outcomes`: how an attempt's outcome becomes one of those

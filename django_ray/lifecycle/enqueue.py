@@ -12,7 +12,7 @@ import datetime
 import functools
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from django.db import connections, router
@@ -42,6 +42,31 @@ def payload(task: Task, args: Any, kwargs: Any) -> Payload:
     return to_json(list(args), task_path=path, where="args"), to_json(
         dict(kwargs), task_path=path, where="kwargs"
     )
+
+
+def payloads(task: Task, calls: Iterable[Any]) -> list[Payload]:
+    """The arguments of every ``(args, kwargs)`` call, all checked before any is returned.
+
+    An error is the one :func:`payload` raises for that call, with a note naming the call;
+    a call that is no such pair raises ``TypeError``.
+    """
+    checked = []
+    for index, call in enumerate(calls):
+        try:
+            args, kwargs = call
+        except (TypeError, ValueError):
+            args = kwargs = None
+        if not isinstance(args, list | tuple) or not isinstance(kwargs, Mapping):
+            raise TypeError(
+                f"Task {task.module_path}: each call is an (args, kwargs) pair, args a list "
+                f"or tuple and kwargs a dict; call {index} is {call!r}."
+            )
+        try:
+            checked.append(payload(task, args, kwargs))
+        except TypeError as exc:
+            exc.add_note(f"In call {index} of enqueue_many().")
+            raise
+    return checked
 
 
 def new_rows(task: Task, calls: list[Payload], *, backend: str) -> list[TaskExecution]:
