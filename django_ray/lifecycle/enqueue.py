@@ -8,10 +8,8 @@ one ``NOTIFY`` for it; elsewhere ``bulk_create()`` writes them inside one transa
 
 from __future__ import annotations
 
-import datetime
 import functools
 import os
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -27,11 +25,20 @@ from django_ray.signing import sign_all
 from django_ray.tasks import RayTask
 
 # Set here for each row, and for each task; every other column takes its model default.
-_PER_ROW = ("id", "args", "kwargs", "enqueued_at", "signature")
+_PER_ROW = ("id", "args", "kwargs", "signature")
 _PER_TASK = (
-    *("backend", "task_path", "queue_name", "priority", "run_after", "takes_context", "options"),
+    "backend",
+    "task_path",
+    "queue_name",
+    "priority",
+    "run_after",
+    "takes_context",
+    "options",
+    "enqueued_at",
 )
-_ONE_MICROSECOND = datetime.timedelta(microseconds=1)
+# A version 4 UUID: random but for the version (4) and the variant (RFC 4122) bits.
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64))
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
 
 Payload = tuple[list[Any], dict[str, Any]]
 
@@ -72,8 +79,9 @@ def payloads(task: Task, calls: Iterable[Any]) -> list[Payload]:
 def new_rows(task: Task, calls: list[Payload], *, backend: str) -> list[TaskExecution]:
     """One signed, unsaved READY row of ``task`` per checked call, in order.
 
-    The rows of one batch are stamped a microsecond apart, so that they are claimed
-    in the order of the calls.
+    The rows of one batch share their ``enqueued_at``, and their random ids ascend in
+    the order of the calls: claims order by priority, ``enqueued_at``, then id, so
+    the rows are claimed in the order of the calls.
     """
     values = dict(_static_defaults())
     values.update(
@@ -84,22 +92,32 @@ def new_rows(task: Task, calls: list[Payload], *, backend: str) -> list[TaskExec
         run_after=task.run_after,
         takes_context=task.takes_context,
         options=task.stored_options() if isinstance(task, RayTask) else {},
+        enqueued_at=timezone.now(),
     )
     made = _made_defaults()
-    ids, now = os.urandom(16 * len(calls)), timezone.now()
     rows = []
-    for index, (args, kwargs) in enumerate(calls):
+    for id_, (args, kwargs) in zip(_ascending_ids(len(calls)), calls, strict=True):
         row = TaskExecution.__new__(TaskExecution)
         row.__dict__.update(values)
         for name, make in made:
             row.__dict__[name] = make()
-        row.id = uuid.UUID(bytes=ids[16 * index : 16 * index + 16], version=4)
-        row.args, row.kwargs = args, kwargs
-        row.enqueued_at = now + index * _ONE_MICROSECOND
+        row.id, row.args, row.kwargs = id_, args, kwargs
         row._state = ModelState()
         rows.append(row)
     sign_all(rows)
     return rows
+
+
+def _ascending_ids(count: int) -> list[str]:
+    """``count`` random version 4 UUIDs (as ``uuid.uuid4()`` makes them), in ascending order,
+    as text: the row's signature, its insert and its result each need the text, and a UUID
+    object would make it each time."""
+    noise = os.urandom(16 * count)
+    chunks = (noise[at : at + 16] for at in range(0, 16 * count, 16))
+    numbers = sorted(int.from_bytes(chunk) & _UUID4_CLEAR | _UUID4_SET for chunk in chunks)
+    return [
+        f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}" for h in map("{:032x}".format, numbers)
+    ]
 
 
 def write(rows: list[TaskExecution]) -> None:

@@ -50,9 +50,9 @@ def insert_ready(
         for value in [getattr(rows[0], name)]
     ]
     if many:
-        values_of = operator.attrgetter(*per_row)
-        table = [values_of(row) for row in rows]
-        params.append(json.dumps(table, allow_nan=False, default=_plain))
+        fields = {field.attname: field for field in model._meta.concrete_fields}
+        columns = [_as_json(fields[name], map(operator.attrgetter(name), rows)) for name in per_row]
+        params.append(json.dumps(list(zip(*columns, strict=True)), allow_nan=False))
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
 
@@ -96,13 +96,17 @@ def _insert_sql(
     return sql, tuple(placeholders)
 
 
-def _plain(value: Any) -> str:
-    """A value JSON has no type for, as text PostgreSQL reads back (UUIDs, datetimes)."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not a value of a new row")
+def _as_json(field: models.Field[Any, Any], values: Iterable[Any]) -> list[Any]:
+    """A column's values as JSON values PostgreSQL reads back: UUIDs (objects or text) and
+    datetimes as text (converted a column at a time: far cheaper than the encoder's
+    ``default`` hook)."""
+    if isinstance(field, models.UUIDField):
+        convert: Any = str
+    elif isinstance(field, models.DateTimeField):
+        convert = datetime.isoformat
+    else:
+        return list(values)
+    return [None if value is None else convert(value) for value in values]
 
 
 @functools.cache

@@ -45,6 +45,14 @@ def test_one_row_per_call_in_the_order_of_the_calls():
     assert [str(row.pk) for row in claimed] == [r.id for r in results]  # claimed in call order
 
 
+def test_the_ids_are_random_version_4_uuids_ascending_in_call_order():
+    ids = [uuid.UUID(r.id) for r in tasks.add.enqueue_many([((i, i), {}) for i in range(300)])]
+
+    assert ids == sorted(ids)
+    assert len(set(ids)) == 300
+    assert {(id_.version, id_.variant) for id_ in ids} == {(4, uuid.RFC_4122)}
+
+
 def test_the_rows_carry_the_task_as_enqueue_would_store_it():
     (many,) = tasks.add.using(priority=7, num_cpus=0.5).enqueue_many([((1, 2), {})])
     one = tasks.add.using(priority=7, num_cpus=0.5).enqueue(1, 2)
