@@ -1,9 +1,9 @@
 """The one SQL helper: new rows and state changes of many rows in one statement, on PostgreSQL.
 
 Each function does what the ORM does elsewhere (``bulk_create()``, or
-:mod:`django_ray.lifecycle.attempts` row by row, with the same fence). Batches
-take one array per column (``unnest(%s::uuid[], ...)``), so a statement has the
-same few placeholders whatever the batch size, and building it costs nothing per row.
+:mod:`django_ray.lifecycle.attempts` row by row, with the same fence). A statement
+has the same few placeholders whatever the batch size: state changes take one
+array per column (``unnest(%s::uuid[], ...)``), new rows one JSON document.
 """
 
 from __future__ import annotations
