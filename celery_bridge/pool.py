@@ -35,6 +35,7 @@ from celery_bridge.connect import connect_keeping_worker_process
 from celery_bridge.records import NO_RECORDS, ExecutionRecords, records_for
 from celery_bridge.remote import AppSpec
 from celery_bridge.runs import FINAL, Completion, Job, Kind, Runs
+from celery_bridge.stats import pool_info, queues_of, ray_address
 from django_ray.runtime.connection import merge_runtime_env
 from django_ray.runtime.remote import Recycle
 
@@ -82,6 +83,8 @@ class RayPool(BasePool):
         self._records: ExecutionRecords = NO_RECORDS
         self._job_of_pid: dict[int, int] = {}
         self._restarts = 0
+        self._unaccepted: list[tuple[Job, Any]] = []  # waiting for a chunk
+        self._flush_due = False
 
     def on_start(self) -> None:
         app = self.app
@@ -102,10 +105,10 @@ class RayPool(BasePool):
             ),
         )
         self._runs.calls.resize(self.limit)
-        self._records = records_for(settings, self._hostname, _queues(app), self.limit)
+        self._records = records_for(settings, self._hostname, queues_of(app), self.limit)
         logger.info(
             "django_ray pool started: app=%s ray=%s limit=%s",
-            *(spec.app_name, _ray_address(), self.limit),
+            *(spec.app_name, ray_address(), self.limit),
         )
 
     def restart(self) -> None:
@@ -143,6 +146,7 @@ class RayPool(BasePool):
             except Empty:
                 continue
             self._fire(completion)
+            self._flush()
 
     def on_apply(
         self,
@@ -175,16 +179,46 @@ class RayPool(BasePool):
         )
         self._take_slot()
         with self._fire_lock:
-            self._runs.start(job)
-            # The Ray worker's pid when the task runs on a warm actor; else one above
-            # Linux's pid_max, so that it names this job alone.
-            pid = self._runs.pid(job.number) or PLAIN_TASK_PIDS + job.number
-            self._job_of_pid[pid] = job.number
-            job.pid = pid
-            if accept_callback:
-                accept_callback(pid, time.monotonic())
-            self._records.started(job)
+            if self._runs.start(job):
+                # Tasks handed over in one pass of the event loop go to Ray together at
+                # its end (at once without one): a burst of short ones shares a call.
+                self._unaccepted.append((job, accept_callback))
+                self._flush_soon()
+            else:
+                self._accept(job, accept_callback)
         return ApplyResult(self, job)
+
+    def _accept(self, job: Job, accept_callback: Any) -> None:
+        # The Ray worker's pid when the task runs alone on a warm actor; else one above
+        # Linux's pid_max, so that it names this job alone.
+        assert self._runs is not None
+        pid = self._runs.pid(job.number) or PLAIN_TASK_PIDS + job.number
+        self._job_of_pid[pid] = job.number
+        job.pid = pid
+        if accept_callback:
+            accept_callback(pid, time.monotonic())
+        self._records.started(job)
+
+    def _flush_soon(self) -> None:
+        if self._hub is None or self._draining:
+            self._flush()
+        elif not self._flush_due:
+            self._flush_due = True
+            self._hub.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        """Send the tasks that wait for a chunk; accept those that left the wait."""
+        self._flush_due = False
+        if self._runs is None or not self._unaccepted:
+            return
+        with self._fire_lock:
+            self._runs.flush()
+            waiting, self._unaccepted = self._unaccepted, []
+            for job, accept_callback in waiting:
+                if self._runs.calls.queued(job.number):
+                    self._unaccepted.append((job, accept_callback))
+                else:
+                    self._accept(job, accept_callback)
 
     def terminate_job(self, pid: int, signal: int | None = None) -> None:
         """Revoke with terminate: cancel the task on Ray, killing its worker process."""
@@ -201,6 +235,7 @@ class RayPool(BasePool):
             self._firing.join()
         self._runs.calls.hurry()  # a lost task waiting out its backoff runs now
         while self._runs.jobs or not self._ready.empty():
+            self._flush()
             try:
                 self._fire(self._ready.get(timeout=0.1))
             except Empty:
@@ -238,21 +273,7 @@ class RayPool(BasePool):
         self._records.resize(self.limit)
 
     def _get_info(self) -> dict[str, Any]:
-        info = super()._get_info()
-        jobs = self._runs.jobs if self._runs is not None else []
-        info.update(
-            {
-                "max-concurrency": self.limit,
-                # The warm actors' Ray worker processes: one per slot once all started.
-                "processes": self._runs.calls.actors.pids()
-                if self._runs is not None and self._runs.calls.actors is not None
-                else [],
-                "in-flight": len(jobs),
-                "ray-address": _ray_address() if self._runs is not None else None,
-                "ray-tasks": sorted(job.handle for job in jobs if job.handle),
-            }
-        )
-        return info
+        return {**super()._get_info(), **pool_info(self._runs, self.limit)}
 
     def _take_slot(self) -> None:
         # With the event loop the worker's semaphore already holds the task back;
@@ -283,8 +304,9 @@ class RayPool(BasePool):
             try:
                 completion = self._ready.get_nowait()
             except Empty:
-                return
+                break
             self._fire(completion)
+        self._flush()  # what the completions' freed slots let the consumer apply
 
     def _fire(self, completion: Completion) -> None:
         job, kind, value = completion.job, completion.kind, completion.value
@@ -306,18 +328,3 @@ class RayPool(BasePool):
                     if self._job_of_pid.get(job.pid) == job.number:
                         del self._job_of_pid[job.pid]
                     self._release_slot()
-
-
-def _queues(app: Celery) -> list[str]:
-    """The queues this worker consumes from (``-Q``, or the app's defaults)."""
-    try:
-        return sorted(app.amqp.queues.consume_from or app.amqp.queues)
-    except Exception:  # a lease without queue names still says the worker is alive
-        return []
-
-
-def _ray_address() -> str:
-    """The cluster this process is connected to (its GCS address)."""
-    import ray
-
-    return str(ray.get_runtime_context().gcs_address)

@@ -117,6 +117,7 @@ class Runs:
             on_soft_limit=self._soft_limit,
             recycle=recycle,
             cpu_bound_actors=False,
+            chunks=True,
         )
 
     def switch(self, spec: AppSpec, runtime_env: Mapping[str, Any]) -> None:
@@ -136,8 +137,9 @@ class Runs:
         with self._lock:
             return list(self._jobs.values())
 
-    def start(self, job: Job, *, not_before: float = 0.0) -> None:
-        """Run the job on Ray (its next attempt, after ``not_before``)."""
+    def start(self, job: Job, *, not_before: float = 0.0) -> bool:
+        """Run the job on Ray (its next attempt, after ``not_before``); True when it waits
+        for :meth:`flush`, to go in a chunk with others."""
         with self._lock:
             self._jobs[job.number] = job
         try:
@@ -148,9 +150,21 @@ class Runs:
                 soft_limit=job.soft_timeout,
                 hard_limit=job.hard_timeout,
                 not_before=not_before,
+                kind=job.task_name,
             )
         except Exception as exc:  # Ray unreachable: a loss like any other
             self._lost(job, exc)
+            return False
+        return not job.handle and not not_before
+
+    def flush(self) -> None:
+        """Send the jobs that wait for a chunk (a job that cannot be sent ends lost)."""
+        sent = self.calls.flush()
+        with self._lock:
+            for number, handle in sent.items():
+                job = self._jobs.get(number)
+                if job is not None:
+                    job.handle = handle
 
     def terminate(self, number: int) -> bool:
         """Revoke with terminate: stop the job on Ray (Celery reports it revoked itself)."""

@@ -40,6 +40,9 @@ class InProcessDispatcher:
         self.peak_in_flight = max(self.peak_in_flight, len(self._done))
         return f"in-process-{len(self.submitted)}"
 
+    def flush(self) -> dict[str, str]:
+        return {}  # every job ran at submit time
+
     def cancel(self, execution_id: str) -> None:
         """Nothing to stop: every job ran to its end at submit time."""
 

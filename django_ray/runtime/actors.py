@@ -25,6 +25,9 @@ logger = logging.getLogger("django_ray.runtime")
 
 # After an actor failed to start, how long before another start is tried.
 START_BACKOFF_SECONDS = 30.0
+# Actors starting at once: each sets a program up in a process of its own, and many at
+# once on a few cores would make the first of them ready last.
+STARTING_AT_ONCE = 2
 
 
 class WarmActors:
@@ -171,10 +174,12 @@ class WarmActors:
             else:
                 self._pids.pop(actor, None)
                 self._ray.kill(actor, no_restart=True)
+        self._start_missing()
 
     def _start_missing(self) -> None:
         if time.monotonic() < self._next_start:
             return
-        for _ in range(self._size - self._count()):
+        room = STARTING_AT_ONCE - len(self._starting)
+        for _ in range(min(self._size - self._count(), room)):
             actor = self._class.remote(self._program, self._recycle)
             self._starting[actor.pid.remote()] = actor

@@ -28,6 +28,17 @@ class Ended:
         return self.error is None and self.loss is None
 
 
+@dataclass(eq=False, slots=True)
+class Chunk:
+    """One call to a warm actor, running one or more calls in order."""
+
+    members: list[Call]
+    actor: Any
+    pool: WarmActors
+    lane: bool = False  # sent by ``Calls.flush`` (counted against its lanes)
+    killed: bool = False  # by a cancel: the members still running end with it
+
+
 @dataclass(eq=False, slots=True, kw_only=True)
 class Call:
     """A call submitted (or waiting for its time), until it ends."""
@@ -38,10 +49,11 @@ class Call:
     soft_limit: float | None = None
     hard_limit: float | None = None
     not_before: float = 0.0
+    kind: Hashable = None  # calls of one kind take about as long (a task's name)
+    queued: bool = False  # waits for a chunk (see ``Calls.flush``)
     handle: str = ""
     ref: Any = None
-    actor: Any = None
-    pool: WarmActors | None = None  # the actors ``actor`` came from
+    chunk: Chunk | None = None  # on a warm actor; None for a plain Ray task
     started: float = 0.0
     soft_warned: bool = False
     stopped: Loss | None = None  # why it was cancelled, once it was

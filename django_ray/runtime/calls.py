@@ -1,12 +1,16 @@
 """Calls in flight on Ray: the one way both paths submit, cancel and hear how a call ended.
 
 Each call runs a :class:`~django_ray.runtime.remote.Program` on a warm actor (when
-it asks Ray for nothing of its own and one is free) or as a plain Ray task. It
-ends through one path, Ray's completion callback, as an :class:`Ended`: the
-program's return value, the program's own error, or a :class:`Loss`. Calls can
-carry time limits (the hard one cancels the call on Ray, killing its worker
-process) and a time before which they must not start (a retry's backoff);
-a watcher thread keeps both, started only when a call has one.
+it asks Ray for nothing of its own and one is free) or as a plain Ray task.
+Short calls of a known kind wait for a chunk instead (see
+:mod:`~django_ray.runtime.chunking`): :meth:`Calls.flush` sends them to warm
+actors, several per round trip. A call ends through one path, Ray's completion
+callback, as an :class:`Ended`: the program's return value, the program's own
+error, or a :class:`Loss`. Calls can carry time limits (the hard one cancels
+the call on Ray, killing its worker process) and a time before which they must
+not start (a retry's backoff); a watcher thread keeps both
+(:mod:`~django_ray.runtime.watcher`). How calls start and end on Ray is in
+:mod:`~django_ray.runtime.starts`.
 
 Ended calls are handed to ``on_end`` (from Ray's callback thread, where nothing
 may call into Ray) or, without it, kept for :meth:`Calls.take`.
@@ -16,28 +20,29 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
 from django_ray.runtime.actors import WarmActors
 from django_ray.runtime.call import Call, Ended
+from django_ray.runtime.chunking import Kinds, lanes
 from django_ray.runtime.connection import RayUnavailable
-from django_ray.runtime.losses import Loss, classify
+from django_ray.runtime.losses import Loss
 from django_ray.runtime.remote import (
     NEVER,
     CallOptions,
     Program,
     Recycle,
-    Retiring,
     forget_remote_functions,
     remote_function,
 )
+from django_ray.runtime.starts import Starts
+from django_ray.runtime.watcher import Watched
 
 logger = logging.getLogger("django_ray.runtime")
 
 
-class Calls:
+class Calls(Starts, Watched):
     """The calls of one program on Ray, by key (an execution id, a Celery job number)."""
 
     def __init__(
@@ -51,6 +56,8 @@ class Calls:
         interval: float = 0.1,
         recycle: Recycle = NEVER,
         cpu_bound_actors: bool = True,
+        chunks: bool = False,
+        singles_on_actors: bool = True,
     ) -> None:
         import ray
 
@@ -58,9 +65,17 @@ class Calls:
         self._program = program
         self._options = options
         self._recycle = recycle
-        self._plain = remote_function(program, recycle.plain_max_calls)
+        self._plain = remote_function(recycle.plain_max_calls)
         self._warm = warm_actors
         self._cpu_bound = cpu_bound_actors
+        # A recycled actor must retire after exactly its share of calls: no chunks then.
+        self._chunks = chunks and warm_actors and recycle == NEVER
+        # Whether a call that is not chunked takes an idle actor (else it runs as a task).
+        self._singles = singles_on_actors
+        self.kinds = Kinds()
+        self._queue: list[Call] = []  # waiting for a chunk
+        self._chunks_out = 0
+        self._dispatchable = False  # an actor came back while calls wait for a chunk
         self.actors = self._new_actors() if warm_actors else None
         self._retired: list[WarmActors] = []  # after a switch, until their calls end
         self._on_end = on_end
@@ -88,13 +103,16 @@ class Calls:
         soft_limit: float | None = None,
         hard_limit: float | None = None,
         not_before: float = 0.0,
+        kind: Hashable = None,
     ) -> str:
         """Start a call; returns its Ray task id. Raises :class:`RayUnavailable` when Ray
-        does not answer.
+        does not answer; its ``unstarted`` then names this call and those that waited for a
+        chunk, which are forgotten too.
 
-        With ``not_before`` (monotonic), the watcher thread starts the call once that time
-        has come, and the id is empty: the way to submit from Ray's callback thread, which
-        must never call into Ray itself.
+        A short call of a known ``kind`` waits for :meth:`flush` instead, and the id is
+        empty. With ``not_before`` (monotonic), the watcher thread starts the call once that
+        time has come, and the id is empty: the way to submit from Ray's callback thread,
+        which must never call into Ray itself.
         """
         call = Call(
             key=key,
@@ -103,24 +121,75 @@ class Calls:
             soft_limit=soft_limit,
             hard_limit=hard_limit,
             not_before=not_before,
+            kind=kind,
         )
         with self._lock:  # before submitting: the call may end before submit() returns
             self._calls[key] = call
+            if self._chunkable(call):
+                call.queued = True
+                self._queue.append(call)
+                return ""
         if soft_limit or hard_limit or not_before:
             self._watch()
         if not_before:
             return ""
         try:
             self._start(call)
+        except RayUnavailable as exc:
+            with self._lock:
+                unstarted = (key, *(call.key for call in self._forget_queue()))
+                for unsent in unstarted:
+                    self._calls.pop(unsent, None)
+            raise RayUnavailable(str(exc), unstarted=unstarted) from exc
         except BaseException:
             with self._lock:
                 self._calls.pop(key, None)
             raise
         return call.handle
 
+    def flush(self) -> dict[Hashable, str]:
+        """Send the calls that wait for a chunk to the idle warm actors; returns the Ray task
+        ids of those sent, by key. Not from Ray's callback thread.
+
+        At most :func:`~django_ray.runtime.chunking.lanes` chunks are in flight at once:
+        calls that come meanwhile wait for one to end (its end is delivered, and the owner
+        flushes again), so the busier the caller, the larger the chunks. With no actor idle
+        and no chunk in flight, they run as plain Ray tasks. When Ray does not answer, with
+        ``on_end`` each unsent call ends lost, else :class:`RayUnavailable` names them
+        (``unstarted``), forgotten.
+        """
+        sent: dict[Hashable, str] = {}
+        while True:
+            with self._lock:
+                if not self._queue or self._chunks_out >= lanes(self.actors):
+                    return sent
+                actor = self.actors.take() if self.actors is not None else None
+                if actor is None and self._chunks_out:
+                    return sent
+                if actor is None:
+                    members, self._queue = self._queue, []
+                else:
+                    members = self.kinds.take_chunk(self._queue)
+                for call in members:
+                    call.queued = False
+            try:
+                if actor is None:
+                    for call in members:
+                        self._start(call)
+                else:
+                    self._start_chunk(members, actor, lane=True)
+            except Exception as exc:
+                self._not_started(members, exc)
+                continue
+            sent.update((call.key, call.handle) for call in members if call.handle)
+
     def cancel(self, key: Hashable, loss: Loss = Loss.CANCELLED) -> bool:
         """Stop the call on Ray now (killing its worker process if it runs); it ends with
-        ``loss``. False if there is no such call, or it was stopped already."""
+        ``loss``. False if there is no such call, or it was stopped already.
+
+        A call in a chunk is stopped by killing the chunk's actor: the chunk's other calls
+        that had not come back end with it, lost (``WORKER_DIED``).
+        """
         with self._lock:
             call = self._calls.get(key)
             if call is None or call.stopped is not None:
@@ -129,11 +198,18 @@ class Calls:
             waiting = call.ref is None
             if waiting:
                 del self._calls[key]
-            actor, call.actor = call.actor, None
+                if call in self._queue:
+                    self._queue.remove(call)
+            chunk = call.chunk
+            kill = chunk is not None and not chunk.killed and not waiting
+            if kill:
+                assert chunk is not None
+                chunk.killed = True
         if waiting:
             self._deliver(Ended(key, "", loss=loss))
-        elif actor is not None and call.pool is not None:
-            call.pool.kill(actor)
+        elif chunk is not None:
+            if kill:
+                chunk.pool.kill(chunk.actor)
         else:
             try:
                 self._ray.cancel(call.ref, force=True)
@@ -143,11 +219,15 @@ class Calls:
 
     def take(self, timeout: float, at_least: int = 1) -> list[Ended]:
         """Every call ended by now, waiting up to ``timeout`` for ``at_least`` of them (or for
-        all that are in flight, if fewer). Only without ``on_end``."""
+        all that are in flight, if fewer), or until calls that wait for a chunk can be sent
+        (the caller flushes then). Only without ``on_end``."""
         with self._arrived:
             need = max(1, min(at_least, len(self._ended) + len(self._calls)))
-            if len(self._ended) < need and timeout > 0:
-                self._arrived.wait_for(lambda: len(self._ended) >= need, timeout)
+            if len(self._ended) < need and timeout > 0 and not self._dispatchable:
+                self._arrived.wait_for(
+                    lambda: len(self._ended) >= need or self._dispatchable, timeout
+                )
+            self._dispatchable = False
             ended, self._ended = self._ended, []
         return ended
 
@@ -166,7 +246,6 @@ class Calls:
         """Run ``program`` from now on, in new Ray worker processes; calls in flight end
         where they run, and the old actors go once they are idle (a pool restart)."""
         self._program, self._options = program, options
-        self._plain = remote_function(program, self._recycle.plain_max_calls)
         if self.actors is not None:
             old, self.actors = self.actors, self._new_actors()
             self.actors.resize(old.size)
@@ -174,19 +253,34 @@ class Calls:
             self._retired.append(old)
 
     def pid(self, key: Hashable) -> int:
-        """The Ray worker process running the call, when it runs on a warm actor (else 0)."""
+        """The Ray worker process running the call, when it runs alone on a warm actor
+        (else 0)."""
         with self._lock:
             call = self._calls.get(key)
-            actor, pool = (call.actor, call.pool) if call is not None else (None, None)
-        return pool.pid(actor) if actor is not None and pool is not None else 0
+            chunk = call.chunk if call is not None else None
+        if chunk is None or chunk.killed or len(chunk.members) > 1:
+            return 0  # a process shared by several calls names none of them
+        return chunk.pool.pid(chunk.actor)
+
+    @property
+    def waiting(self) -> int:
+        """How many calls wait for a chunk."""
+        return len(self._queue)
+
+    def queued(self, key: Hashable) -> bool:
+        """Whether the call waits for a chunk (not sent to Ray yet)."""
+        with self._lock:
+            call = self._calls.get(key)
+            return call is not None and call.queued
 
     def reset(self) -> list[Ended]:
         """After Ray came back on a new connection: every call in flight was lost with the
         old one, and actors and remote functions are made anew."""
         with self._lock:
             lost, self._calls = list(self._calls.values()), {}
+            self._queue, self._chunks_out = [], 0
         forget_remote_functions()
-        self._plain = remote_function(self._program, self._recycle.plain_max_calls)
+        self._plain = remote_function(self._recycle.plain_max_calls)
         self._local_node = _local_node_id(self._ray)
         if self.actors is not None:
             size, self.actors = self.actors.size, self._new_actors()
@@ -202,60 +296,12 @@ class Calls:
         for pool in [*self._retired, *([self.actors] if self.actors is not None else [])]:
             pool.close()
 
-    def _new_actors(self) -> WarmActors:
-        return WarmActors(
-            self._program,
-            self._options.env_option,
-            recycle=self._recycle,
-            cpu_bound=self._cpu_bound,
+    def _chunkable(self, call: Call) -> bool:
+        return (
+            self._chunks
+            and not (call.options or call.soft_limit or call.hard_limit or call.not_before)
+            and self.kinds.short(call.kind)
         )
-
-    def _start(self, call: Call) -> None:
-        if self._retired:
-            self._retired = [pool for pool in self._retired if not pool.reap()]
-        pool = None if call.options else self.actors
-        actor = pool.take() if pool is not None else None
-        try:
-            if actor is not None:
-                ref = actor.run.remote(call.payload)
-            else:
-                chosen = self._options.for_call(call.options)
-                remote = self._plain.options(**chosen) if chosen else self._plain
-                ref = remote.remote(*self._program.context, call.payload)
-        except Exception as exc:
-            if actor is not None and pool is not None:
-                pool.give_back(actor)
-            if classify(exc) is Loss.RAY_GONE:
-                raise RayUnavailable(f"Ray refused a call: {exc}") from exc
-            raise
-        call.ref, call.actor, call.handle = ref, actor, ref.task_id().hex()
-        call.pool = pool if actor is not None else None
-        call.started = time.monotonic()
-        ref.future().add_done_callback(lambda future: self._done(call, future))
-
-    def _done(self, call: Call, future: Any) -> None:
-        """From Ray's callback thread: the call ended."""
-        try:
-            value, error = future.result(), None
-        except BaseException as exc:
-            value, error = None, exc
-        with self._lock:
-            if self._calls.get(call.key) is not call:
-                return  # forgotten by reset()
-            del self._calls[call.key]
-            actor, call.actor = call.actor, None
-        retiring = isinstance(value, Retiring)
-        if retiring:
-            value = value.value
-        if actor is not None and call.pool is not None:
-            if retiring or isinstance(error, self._ray.exceptions.RayActorError):
-                call.pool.drop(actor)
-            else:
-                call.pool.give_back(actor)
-        loss = None
-        if error is not None:
-            loss = call.stopped or classify(error, self._local_node)
-        self._deliver(Ended(call.key, call.handle, value=value, error=error, loss=loss))
 
     def _deliver(self, ended: Ended) -> None:
         if self._on_end is not None:
@@ -264,52 +310,6 @@ class Calls:
         with self._arrived:
             self._ended.append(ended)
             self._arrived.notify()
-
-    def _watch(self) -> None:
-        with self._lock:
-            if self._watcher is None:
-                self._watcher = threading.Thread(
-                    target=self._run_watcher, name="django-ray-calls", daemon=True
-                )
-                self._watcher.start()
-
-    def _run_watcher(self) -> None:
-        while not self._stop.wait(self._interval):
-            try:
-                self._enforce(time.monotonic())
-            except Exception:  # keep watching: a lost watcher would lose every limit
-                logger.exception("Watching calls on Ray failed")
-
-    def _enforce(self, now: float) -> None:
-        with self._lock:
-            calls = list(self._calls.values())
-        for call in calls:
-            if call.stopped is not None:
-                continue
-            if call.ref is None:
-                if call.not_before <= now:
-                    self._start_waiting(call)
-                continue
-            elapsed = now - call.started
-            if call.hard_limit and elapsed >= call.hard_limit:
-                self.cancel(call.key, Loss.TIMED_OUT)
-            elif call.soft_limit and not call.soft_warned and elapsed >= call.soft_limit:
-                call.soft_warned = True
-                if self._on_soft_limit is not None:
-                    self._on_soft_limit(call.key)
-
-    def _start_waiting(self, call: Call) -> None:
-        with self._lock:
-            if self._calls.get(call.key) is not call or call.stopped is not None:
-                return
-        try:
-            self._start(call)
-        except Exception as exc:
-            with self._lock:
-                if self._calls.get(call.key) is not call:
-                    return
-                del self._calls[call.key]
-            self._deliver(Ended(call.key, "", error=exc, loss=classify(exc) or Loss.RAY_FAILED))
 
 
 def _local_node_id(ray: Any) -> str:

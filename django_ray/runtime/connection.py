@@ -89,7 +89,14 @@ def connect(address: str | None, runtime_env: Mapping[str, Any], *, dashboard: b
 
 
 class RayUnavailable(Exception):
-    """Ray (the local raylet, the GCS or the Jobs API) does not answer; nothing was submitted."""
+    """Ray (the local raylet, the GCS or the Jobs API) does not answer; nothing was submitted.
+
+    ``unstarted`` names the calls (by key) that were waiting to be sent and were given up.
+    """
+
+    def __init__(self, *args: object, unstarted: tuple[Any, ...] = ()) -> None:
+        super().__init__(*args)
+        self.unstarted = unstarted
 
 
 def reconnect(address: str | None, runtime_env: Mapping[str, Any]) -> str:

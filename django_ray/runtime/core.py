@@ -1,5 +1,10 @@
 """The ``ray_core`` dispatcher: one call on Ray per attempt, made through ``runtime.calls``.
 
+An attempt of a task that asks Ray for nothing of its own, and whose attempts so
+far were short, runs in a chunk on one of a few warm actors (see
+:mod:`~django_ray.runtime.chunking`); any other runs as a plain Ray task, which
+Ray schedules by its resources.
+
 Ray's own retries are off: a retry is the worker's decision, recorded in the
 row. A loss (the Ray worker or its node died, the call was cancelled) comes
 back as a failed ``Outcome`` whose error is Ray's exception, marked lost. If
@@ -26,6 +31,10 @@ logger = logging.getLogger("django_ray.runtime")
 DJANGO_PROGRAM = Program(run=run_packed, warm_up=ensure_django)
 """What a Ray worker runs for the Django worker: one registered task per call."""
 
+# Warm actors for chunks of short attempts (at most the cluster's CPUs): a few are
+# enough to keep one worker's short tasks moving; longer tasks never use them.
+CHUNK_ACTORS = 4
+
 
 class RayCoreDispatcher:
     """Submits jobs as Ray Core calls and hands back their outcomes as they finish."""
@@ -42,7 +51,13 @@ class RayCoreDispatcher:
         self._ray = ray
         self._address = address
         self._runtime_env = dict(runtime_env or {})
-        self._calls = Calls(DJANGO_PROGRAM, CallOptions(self._runtime_env))
+        self._calls = Calls(
+            DJANGO_PROGRAM,
+            CallOptions(self._runtime_env),
+            warm_actors=True,
+            chunks=True,
+            singles_on_actors=False,
+        )
         self._jobs: dict[str, Job] = {}
         self._ray_gone: str | None = None
 
@@ -51,13 +66,38 @@ class RayCoreDispatcher:
         return len(self._jobs)
 
     def submit(self, job: Job) -> str:
-        """Start the job on Ray; returns the Ray task id (the row's handle)."""
+        """Start the job on Ray; returns the Ray task id (the row's handle), or "" when the
+        job waits for a chunk (:meth:`flush` sends it)."""
         if not self._ray.is_initialized():
             # Never let Ray start a cluster of its own here (it would, on first use).
             raise connection.RayUnavailable("not connected to Ray")
-        handle = self._calls.submit(job.execution_id, job.pack(), options=pick(job.options))
+        try:
+            handle = self._calls.submit(
+                job.execution_id, job.pack(), options=pick(job.options), kind=job.task_path
+            )
+        except connection.RayUnavailable as exc:
+            self._forget(exc.unstarted)
+            raise
         self._jobs[job.execution_id] = job
         return handle
+
+    def flush(self) -> dict[str, str]:
+        """Send the jobs that wait for a chunk; their Ray task ids, by execution id.
+
+        The warm actors start when the first jobs wait for one (not before: a worker's
+        first attempts, and a worker of long tasks, keep the cluster's CPUs to themselves).
+        """
+        if self._calls.waiting and self._calls.actors and not self._calls.actors.size:
+            self._calls.resize(CHUNK_ACTORS)
+        try:
+            return {str(key): handle for key, handle in self._calls.flush().items()}
+        except connection.RayUnavailable as exc:
+            self._forget(exc.unstarted)
+            raise
+
+    def _forget(self, execution_ids: tuple[Any, ...]) -> None:
+        for execution_id in execution_ids:
+            self._jobs.pop(str(execution_id), None)
 
     def cancel(self, execution_id: str) -> None:
         """Stop the attempt on Ray (force: a task stuck in C code is killed too)."""

@@ -32,7 +32,14 @@ class Dispatcher(Protocol):
         ...
 
     def submit(self, job: Job) -> str:
-        """Start the attempt; returns its Ray handle. Raises ``RayUnavailable``."""
+        """Start the attempt; returns its Ray handle, or "" when it waits for :meth:`flush`.
+        Raises ``RayUnavailable``, whose ``unstarted`` names the ids it gave up besides."""
+        ...
+
+    def flush(self) -> Mapping[str, str]:
+        """Start the attempts that ``submit`` left waiting (to send several at once);
+        returns the handles of those started, by execution id. Raises ``RayUnavailable``
+        (``unstarted``: the ids given up)."""
         ...
 
     def wait(self, timeout: float, at_least: int = 1) -> list[Outcome]:

@@ -82,6 +82,9 @@ class RayJobDispatcher:
             f"{job.execution_id} {job.attempt} {job.claim_token}"
         )
 
+    def flush(self) -> dict[str, str]:
+        return {}  # every job is submitted at once
+
     def submit(self, job: Job) -> str:
         """Submit the attempt's job, or adopt it if this attempt was submitted before."""
         sid = submission_id(job.execution_id, job.attempt)

@@ -13,6 +13,7 @@ import contextlib
 import os
 import resource
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from django_ray.runtime.connection import merge_runtime_env, worker_runtime_env
 from django_ray.tasks import RAY_OPTIONS
 
 _lock = threading.Lock()
-_remotes: dict[tuple[Program, int], Any] = {}
+_remotes: dict[int, Any] = {}  # by max_calls
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +70,8 @@ class WarmWorker:
 
     Plain Ray tasks pay the raylet a worker lease per call when calls arrive one
     at a time; a call to an actor goes straight to its process, and the
-    program's context is sent once, at the actor's start.
+    program's context is sent once, at the actor's start. Each call to it is a
+    chunk: one call of the program, or several short ones for one round trip.
     """
 
     def __init__(self, program: Program, recycle: Recycle = NEVER) -> None:
@@ -86,12 +88,21 @@ class WarmWorker:
         """This actor's Ray worker process (the ready call of a starting actor)."""
         return os.getpid()
 
-    def run(self, payload: Any) -> Any:
-        """The program's value; wrapped in :class:`Retiring` once this actor has done its
-        share, so that the caller replaces it (a call that raised is not counted)."""
-        value = self.program.run(*self.program.context, payload)
-        self.calls += 1
-        return Retiring(value) if self._spent() else value
+    def run(self, payloads: list[Any]) -> Any:
+        """Run a chunk of calls in order: for each, ``(True, value, *took)`` or, if the
+        program raised, ``(False, error, *took)``, ``took`` being its :func:`timed` seconds.
+        Wrapped in :class:`Retiring` once this actor has done its share, so that the caller
+        replaces it."""
+        results = []
+        for payload in payloads:
+            try:
+                value, *took = timed(self.program.run, *self.program.context, payload)
+            except _Raised as raised:
+                results.append((False, _sendable(raised.error), *raised.took))
+                continue
+            results.append((True, value, *took))
+            self.calls += 1
+        return Retiring(results) if self._spent() else results
 
     def _spent(self) -> bool:
         recycle = self.recycle
@@ -103,8 +114,34 @@ class WarmWorker:
         return False
 
 
-def remote_function(program: Program, max_calls: int = 0) -> Any:
-    """The program as a Ray remote function, with Ray's retries off (one per program).
+class _Raised(Exception):
+    def __init__(self, error: Exception, took: tuple[float, float]) -> None:
+        self.error, self.took = error, took
+
+
+def timed(run: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
+    """``run(*args)``, the seconds it took and the CPU seconds its thread spent, measured
+    where it ran: what decides whether later calls of its kind are short enough to chunk.
+    An error it raised comes as :class:`_Raised`."""
+    started, cpu = time.perf_counter(), time.thread_time()
+    try:
+        value = run(*args)
+    except Exception as exc:
+        raise _Raised(exc, (time.perf_counter() - started, time.thread_time() - cpu)) from exc
+    return value, time.perf_counter() - started, time.thread_time() - cpu
+
+
+def run_timed(run: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
+    """A plain Ray task's body: :func:`timed`, raising what ``run`` raised."""
+    try:
+        return timed(run, *args)
+    except _Raised as raised:
+        raise raised.error from None
+
+
+def remote_function(max_calls: int = 0) -> Any:
+    """:func:`run_timed` as a Ray remote function, with Ray's retries off; a call passes
+    the program's ``run`` first (a module-level function: it travels by reference).
 
     With ``max_calls``, Ray replaces a worker process after that many of its calls
     (Ray takes it only here, not per call).
@@ -115,15 +152,27 @@ def remote_function(program: Program, max_calls: int = 0) -> Any:
     if max_calls:
         options["max_calls"] = max_calls
     with _lock:
-        if (program, max_calls) not in _remotes:
-            _remotes[program, max_calls] = ray.remote(**options)(program.run)
-        return _remotes[program, max_calls]
+        if max_calls not in _remotes:
+            _remotes[max_calls] = ray.remote(**options)(run_timed)
+        return _remotes[max_calls]
 
 
 def forget_remote_functions() -> None:
     """After a reconnect: remote functions are registered per Ray connection."""
     with _lock:
         _remotes.clear()
+
+
+def _sendable(exc: Exception) -> Exception:
+    """``exc``, or a plain error that says what it was when it cannot be pickled (it is
+    returned beside its chunk's other values, which must still arrive)."""
+    import ray.cloudpickle
+
+    try:
+        ray.cloudpickle.dumps(exc)
+    except Exception:
+        return RuntimeError(f"{type(exc).__module__}.{type(exc).__qualname__}: {exc}")
+    return exc
 
 
 def actor_class(**options: Any) -> Any:

@@ -105,6 +105,7 @@ class Worker:
     def collect(self, timeout: float) -> int:
         """Record outcomes that came back; kept in memory until their commit succeeds."""
         self._unrecorded.extend(self.dispatcher.wait(timeout, at_least=self._batch()))
+        self._flush()
         count = len(self._unrecorded)
         if self._unrecorded:
             self.summary.finished(record_outcomes(self._running, self._unrecorded))
@@ -127,7 +128,7 @@ class Worker:
         """Store the Ray handles of attempts still in flight (those that ended have theirs)."""
         if not self._unwritten_handles or not (now or time.monotonic() >= self._next_handle_write):
             return
-        rows = [row for row in self._unwritten_handles if str(row.pk) in self._running]
+        rows = [r for r in self._unwritten_handles if r.ray_handle and str(r.pk) in self._running]
         attempts.write_handles(rows)
         self._unwritten_handles = []
         self._next_handle_write = time.monotonic() + HANDLE_WRITE_SECONDS
@@ -175,16 +176,36 @@ class Worker:
             backend=self.options.backend,
         )
         rows = self._runnable(rows)
-        for index, row in enumerate(rows):
-            self._running[str(row.pk)] = row
-            try:
+        sent = 0
+        try:
+            for row in rows:
+                self._running[str(row.pk)] = row
                 row.ray_handle = self.dispatcher.submit(Job.of(row))
-            except RayUnavailable:
-                self._hand_back(rows[index:])  # never submitted: not an attempt lost
-                self._submitted(rows[:index])
-                raise
+                sent += 1
+            self._flush()
+        except RayUnavailable as exc:
+            given_up = {str(key) for key in exc.unstarted}
+            # Never submitted (or given up before Ray had them): not attempts lost.
+            unsent = [r for i, r in enumerate(rows) if i >= sent or str(r.pk) in given_up]
+            self._hand_back(unsent)
+            self._submitted([row for row in rows[:sent] if row not in unsent])
+            raise
         self._submitted(rows)
         return len(rows)
+
+    def _flush(self) -> None:
+        """Send the attempts the dispatcher keeps back to send several at once."""
+        try:
+            handles = self.dispatcher.flush()
+        except RayUnavailable as exc:
+            running = self._running
+            self._hand_back([running[str(k)] for k in exc.unstarted if str(k) in running])
+            raise
+        for execution_id, handle in handles.items():
+            row = self._running.get(execution_id)
+            if row is not None and not row.ray_handle:
+                row.ray_handle = handle
+                self._unwritten_handles.append(row)
 
     def _runnable(self, rows: list[TaskExecution]) -> list[TaskExecution]:
         """The claimed rows that may run; the others are failed here, before anything they

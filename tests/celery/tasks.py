@@ -231,3 +231,19 @@ def _on_process_init(**kwargs: Any) -> None:
     directory = os.environ.get("CELERY_BRIDGE_TEST_SIGNALS")
     if directory:
         (Path(directory) / f"process-init-{os.getpid()}").touch()
+
+
+@app.task
+def hold(flag: str | None = None) -> str:
+    """Returns at once without ``flag``; else says it started (``flag``.started) and waits."""
+    if flag:
+        Path(f"{flag}.started").write_text(str(os.getpid()))
+        wait_for_flag(flag)
+    return "held"
+
+
+@app.task
+def gate(flag: str | None = None, value: int = 0) -> int:
+    """``hold``'s twin, of another name (kind): returns ``value``."""
+    hold(flag)
+    return value

@@ -31,6 +31,9 @@ class HeldDispatcher(InProcessDispatcher):
         self.jobs.append(job)
         return f"held-{len(self.jobs)}"
 
+    def flush(self) -> dict[str, str]:
+        return {}
+
     def end(self, count: int) -> None:
         self.ended += self.jobs[:count]
         del self.jobs[:count]
