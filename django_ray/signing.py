@@ -91,9 +91,18 @@ def sign_all(rows: list[TaskExecution]) -> None:
             row.signature = sign(row)
 
 
+VERIFIED = "_django_ray_verified"  # on a row object: the signature it was verified with
+
+
 def verify(row: TaskExecution) -> None:
     """Raise :class:`InvalidSignature` unless ``row`` carries a signature of what it would run,
-    made with ``SECRET_KEY`` or a key of ``SECRET_KEY_FALLBACKS``."""
+    made with ``SECRET_KEY`` or a key of ``SECRET_KEY_FALLBACKS``.
+
+    A row object verified once is not checked again while it keeps that signature (the
+    worker checks each row when it claims it, and again before each signal it sends).
+    """
+    if row.signature and row.__dict__.get(VERIFIED) == (row.signature, _signer()):
+        return
     if not row.signature:
         raise InvalidSignature(
             f"Execution {row.pk} ({row.task_path!r}) carries no signature: it was not "
@@ -109,3 +118,4 @@ def verify(row: TaskExecution) -> None:
             "that is neither SECRET_KEY nor in SECRET_KEY_FALLBACKS. Nothing it names was "
             "imported or run."
         ) from exc
+    row.__dict__[VERIFIED] = (row.signature, signer)

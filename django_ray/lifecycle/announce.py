@@ -5,7 +5,9 @@ means importing the module the row names: only a row ``enqueue()`` signed is
 imported, and one whose module no longer imports (or raises while it does) is
 announced through django-ray's own signals only.
 A receiver that raises, or a row that cannot be described, is logged and skipped:
-announcing never changes what was recorded, nor stops the worker.
+announcing never changes what was recorded, nor stops the worker. When Django's own
+logging receivers are the only ones and their logger would not log, no
+``TaskResult`` is built at all.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from django.dispatch import Signal
+from django.tasks import signals as django_signals
 from django.tasks.signals import task_finished, task_started
 
 from django_ray.registry import resolve_task
@@ -59,12 +62,32 @@ def discarded(row: TaskExecution) -> None:
     )
 
 
+# Django's receivers that only log (at INFO, or ERROR for a failed task).
+_DJANGO_LOGGERS = {django_signals.log_task_started, django_signals.log_task_finished}
+_django_log = logging.getLogger("django.tasks")
+
+
+def _anyone_listens(signal: Signal, sender: type, row: TaskExecution) -> bool:
+    """Whether a receiver would do anything with this row's ``TaskResult``."""
+    try:
+        # Django's own, not a public API: on any surprise, assume someone listens.
+        receivers = [r for group in signal._live_receivers(sender) for r in group]
+    except Exception:
+        return True
+    if any(receiver not in _DJANGO_LOGGERS for receiver in receivers):
+        return True
+    level = logging.ERROR if row.state == State.FAILED else logging.INFO
+    return bool(receivers) and _django_log.isEnabledFor(level)
+
+
 def _send_django(signal: Signal, row: TaskExecution) -> None:
     try:
         verify(row)  # never import what a row names unless enqueue() wrote it
         task = resolve_task(row.task_path)
-        result = row.to_task_result(task)
         sender = type(task.get_backend())
+        if not _anyone_listens(signal, sender, row):
+            return
+        result = row.to_task_result(task)
     except Exception:  # the row cannot be described (it fails on Ray, with the reason)
         return
     for receiver, error in signal.send_robust(sender, task_result=result):
