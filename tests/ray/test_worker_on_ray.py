@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections import Counter
 
@@ -13,6 +14,7 @@ from django.tasks import TaskResultStatus, default_task_backend
 
 from django_ray.models import TaskExecution
 from django_ray.signing import sign
+from tests.celery.conftest import wait_until
 from tests.testapp import tasks
 
 pytestmark = [pytest.mark.ray, pytest.mark.django_db]
@@ -41,6 +43,37 @@ def test_one_burst_runs_a_hundred_tasks_across_queues_and_priorities(ray_cluster
     assert {rid: r.return_value for rid, r in results.items()} == expected
     assert Counter(r.attempts for r in results.values()) == {1: 100}
     assert TaskExecution.objects.filter(queue_name="other", state="SUCCESSFUL").count() == 50
+
+
+def test_short_tasks_come_to_share_round_trips_to_warm_actors(ray_cluster, ray_connection):
+    from django_ray.runtime.core import RayCoreDispatcher
+    from django_ray.worker.loop import Worker, WorkerOptions
+
+    dispatcher = RayCoreDispatcher()
+    options = WorkerOptions(
+        queues=("default",), concurrency=50, heartbeat_seconds=15, lease_seconds=60, burst=True
+    )
+    first = [tasks.add.enqueue(i, i).id for i in range(100)]
+    Worker(options, dispatcher).run()  # add's attempts run alone: its kind is not known yet
+    actors = dispatcher._calls.actors
+    assert actors is not None
+    wait_until(lambda: len(actors.pids()) == actors.size > 0, timeout=60, interval=0.1)
+    expected = {tasks.add.enqueue(i, i).id: 2 * i for i in range(300)}
+
+    Worker(options, dispatcher).run()
+
+    results = {rid: default_task_backend.get_result(rid) for rid in [*first, *expected]}
+    assert {rid: results[rid].return_value for rid in expected} == expected
+    assert {r.status for r in results.values()} == {TaskResultStatus.SUCCESSFUL}
+    rows = TaskExecution.objects.filter(pk__in=list(expected))
+    assert set(rows.values_list("attempt", flat=True)) == {1}
+    per_call = Counter(rows.values_list("ray_handle", flat=True))
+    assert "" not in per_call and max(per_call.values()) > 1  # several rows per Ray call
+    firsts = Counter(
+        TaskExecution.objects.filter(pk__in=first).values_list("ray_handle", flat=True)
+    )
+    assert max(firsts.values()) == 1
+    dispatcher.close()
 
 
 def test_tasks_run_in_ray_worker_processes(ray_cluster, ray_connection):
@@ -93,6 +126,11 @@ def test_the_worker_logs_its_start_and_each_outcome(ray_cluster, ray_connection,
         run_worker(ray_cluster, "--queue", "default", "--concurrency", "3")
 
     lines = [r.getMessage() for r in caplog.records if r.name == "django_ray.worker"]
+    # Where the start went (this test's process began long before the command).
+    assert re.fullmatch(
+        r"Ready [\d.]+ s after the process started: Python and Django [\d.]+ s, Ray [\d.]+ s",
+        lines.pop(0),
+    )
     assert lines[0].startswith("django-ray worker ")
     assert lines[0].endswith(
         f"started: queues=default runner=ray_core concurrency=3 ray={ray_cluster.address}"

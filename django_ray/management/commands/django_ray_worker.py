@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
@@ -75,6 +76,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        began = time.time()
         _show_worker_logs(options["verbosity"])
         settings = get_settings()
         backend = task_backends[options["backend"]]
@@ -105,6 +107,7 @@ class Command(BaseCommand):
             ),
             _dispatcher(runner, address, settings.ray_runtime_env),
         )
+        _log_start(began)
         if options["metrics_port"] is not None:
             from django_ray.metrics import serve_metrics
 
@@ -150,6 +153,18 @@ def _dispatcher(runner: str, address: str | None, runtime_env: Any) -> Dispatche
 
     connection.connect(address, runtime_env)
     return RayCoreDispatcher(runtime_env, address=address)
+
+
+def _log_start(began: float) -> None:
+    """Where the worker's start went, for an operator whose workers start slowly."""
+    import psutil  # a dependency of ray[default]
+
+    created = psutil.Process().create_time()
+    now = time.time()
+    logging.getLogger("django_ray.worker").info(
+        "Ready %.2f s after the process started: Python and Django %.2f s, Ray %.2f s",
+        *(now - created, began - created, now - began),
+    )
 
 
 def _queues(given: list[str] | None, configured: set[str]) -> list[str]:
