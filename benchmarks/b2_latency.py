@@ -1,17 +1,24 @@
-"""B2: enqueue-to-start and enqueue-to-finish latency on an idle worker (PostgreSQL + Ray Core).
+"""B2: enqueue-to-start and enqueue-to-finish latency (PostgreSQL + Ray Core), idle and loaded.
 
-Tasks are enqueued one at a time at a steady rate while a worker runs in a
-thread of this process; each task returns the time it started running.
+A real ``manage.py django_ray_worker --ray-core`` process runs the tasks; this
+process enqueues them one ``enqueue()`` at a time at a steady rate, and each
+task returns when it started running. First the worker's maximum rate is
+measured (a backlog of no-op tasks, first start to last finish, as the rows
+record them); then latency at 20 tasks/s (an idle worker) and at half that
+maximum (a busy one).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import threading
+import subprocess
+import sys
 import time
 
-from benchmarks.harness import ray_cluster, report, setup_django
+from benchmarks.harness import ROOT, ray_cluster, report, setup_django
+
+CONCURRENCY = 300
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -19,67 +26,103 @@ def percentiles(values: list[float]) -> dict[str, float]:
     return {"p50": cuts[49], "p95": cuts[94], "p99": cuts[98]}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("-n", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=20.0, help="tasks enqueued per second")
-    args = parser.parse_args()
-    setup_django()
-    from django.db import connection
+def wait_done(ids: list[str], timeout: float = 120) -> None:
+    from django_ray.models import TaskExecution
+
+    deadline = time.monotonic() + timeout
+    while TaskExecution.objects.filter(pk__in=ids, state="SUCCESSFUL").count() < len(ids):
+        assert time.monotonic() < deadline, "tasks did not finish"
+        time.sleep(0.1)
+
+
+def maximum_rate(n: int) -> float:
+    from django.db import transaction
+    from django.db.models import Max, Min
+
+    from benchmarks.tasks import noop
+    from django_ray.models import TaskExecution
+
+    with transaction.atomic():  # all visible at once, when the worker is woken
+        ids = [noop.enqueue().id for _ in range(n)]
+    wait_done(ids)
+    span = TaskExecution.objects.filter(pk__in=ids).aggregate(
+        first=Min("started_at"), last=Max("finished_at")
+    )
+    return n / (span["last"] - span["first"]).total_seconds()
+
+
+def latencies(rate: float, seconds: float) -> tuple[dict[str, float], dict[str, float], float]:
+    """Start and finish percentiles (ms) of tasks enqueued at ``rate`` for ``seconds``, and
+    the rate actually reached."""
     from django.tasks import default_task_backend
 
     from benchmarks.tasks import stamp
+
+    count = int(rate * seconds)
+    ids = []
+    began = time.monotonic()
+    for i in range(count):
+        if (delay := began + i / rate - time.monotonic()) > 0:
+            time.sleep(delay)
+        ids.append(stamp.enqueue().id)
+    reached = count / (time.monotonic() - began)
+    wait_done(ids)
+    to_start, to_finish = [], []
+    for result_id in ids:
+        result = default_task_backend.get_result(result_id)
+        enqueued = result.enqueued_at.timestamp()
+        to_start.append((result.return_value - enqueued) * 1000)
+        to_finish.append((result.finished_at.timestamp() - enqueued) * 1000)
+    return percentiles(to_start), percentiles(to_finish), reached
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per latency run")
+    parser.add_argument("--idle-rate", type=float, default=20.0)
+    parser.add_argument("--backlog", type=int, default=5000, help="tasks for the maximum")
+    args = parser.parse_args()
+    setup_django()
+    from benchmarks.tasks import stamp
     from django_ray.models import TaskExecution
-    from django_ray.runtime.core import RayCoreDispatcher
-    from django_ray.worker.loop import Worker, WorkerOptions
+    from tests.ray_cluster import ray_subprocess_env
 
-    with ray_cluster():
-        TaskExecution.objects.all().delete()
-        stop = threading.Event()
-        worker = Worker(
-            WorkerOptions(
-                queues=("default",), concurrency=16, heartbeat_seconds=15, lease_seconds=60
-            ),
-            RayCoreDispatcher(),
-        )
+    TaskExecution.objects.all().delete()
+    with ray_cluster() as cluster:
+        env = ray_subprocess_env(cluster) | {"DJANGO_SETTINGS_MODULE": "benchmarks.settings"}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "django", "django_ray_worker", "--ray-core",
+             "--concurrency", str(CONCURRENCY)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            warm = [stamp.enqueue().id]  # the worker's first lease of a Ray worker
+            wait_done(warm)
+            maximum = maximum_rate(args.backlog)
+            idle = latencies(args.idle_rate, args.seconds)
+            loaded = latencies(maximum / 2, args.seconds)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=60)
 
-        def run() -> None:
-            try:
-                worker.run(stop)
-            finally:
-                connection.close()
+    def cells(values: dict[str, float]) -> str:
+        return "/".join(f"{values[k]:.1f}" for k in values)
 
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        stamp.enqueue()  # warm a Ray worker process
-        time.sleep(3)
-        ids = []
-        for _ in range(args.n):
-            ids.append(stamp.enqueue().id)
-            time.sleep(1 / args.rate)
-        deadline = time.monotonic() + 60
-        while TaskExecution.objects.filter(pk__in=ids, state="SUCCESSFUL").count() < args.n:
-            assert time.monotonic() < deadline, "tasks did not finish"
-            time.sleep(0.1)
-        stop.set()
-        thread.join()
-        to_start, to_finish = [], []
-        for result_id in ids:
-            result = default_task_backend.get_result(result_id)
-            enqueued = result.enqueued_at.timestamp()
-            to_start.append((result.return_value - enqueued) * 1000)
-            to_finish.append((result.finished_at.timestamp() - enqueued) * 1000)
-    start, finish = percentiles(to_start), percentiles(to_finish)
     report(
-        "B2: latency, idle worker",
+        "B2: latency",
         [
-            ("tasks, rate", f"{args.n}, {args.rate:g}/s"),
-            ("enqueue-to-start p50/p95/p99 ms", "/".join(f"{start[k]:.1f}" for k in start)),
-            ("enqueue-to-finish p50/p95/p99 ms", "/".join(f"{finish[k]:.1f}" for k in finish)),
-            ("targets", "start p50 < 50 ms, p99 < 250 ms"),
+            (f"worker's maximum (concurrency {CONCURRENCY}, steady)", f"{maximum:,.0f}/s"),
+            (f"idle, {args.idle_rate:g}/s: enqueue-to-start p50/p95/p99 ms", cells(idle[0])),
+            ("  enqueue-to-finish p50/p95/p99 ms", cells(idle[1])),
+            (f"busy, half the maximum ({loaded[2]:,.0f}/s reached): to start p50/p95/p99 ms",
+             cells(loaded[0])),
+            ("  enqueue-to-finish p50/p95/p99 ms", cells(loaded[1])),
+            ("targets", "idle start p50 < 50 ms, p99 < 250 ms; busy start p99 < 100 ms"),
         ],
-        {"n": args.n, "rate": args.rate, "to_start_ms": start, "to_finish_ms": finish},
-    )
+        {"maximum_per_s": maximum, "idle": {"rate": args.idle_rate, "to_start_ms": idle[0],
+         "to_finish_ms": idle[1]}, "busy": {"rate": loaded[2], "to_start_ms": loaded[0],
+         "to_finish_ms": loaded[1]}},
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -32,3 +32,9 @@ def noop() -> None:
 @app.task
 def nap() -> None:
     time.sleep(0.1)
+
+
+@app.task
+def stamp() -> float:
+    """When the task started running, on the Ray worker's clock (the same machine)."""
+    return time.time()

@@ -16,7 +16,12 @@ DATABASES = {
     }
 }
 TASKS = {"default": {"BACKEND": "django_ray.backends.RayTaskBackend"}}
-DJANGO_RAY = {"RUNNER": "ray_core", "MAX_TASK_ATTEMPTS": 1}
+# As the sample project does: RAY_ADDRESS joins a running cluster, unset embeds one.
+DJANGO_RAY = {
+    "RUNNER": "ray_core",
+    "MAX_TASK_ATTEMPTS": 1,
+    "RAY_ADDRESS": os.environ.get("RAY_ADDRESS") or None,
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
