@@ -9,6 +9,8 @@ Raw Ray Core's covers submitting the same number of no-op remote calls
 asynchronously and gathering them (after ``ray.init``: steady by nature). The
 target is on the steady rate, at the concurrency docs/performance.md
 recommends for short tasks; the default concurrency's figure is printed too.
+As in a worker process, one dispatcher (Ray connection, warm actors, what it
+learned of its tasks) serves every run, after a warm-up run of 2,000 tasks.
 The CPU each group of processes spent per task is printed beside the rates: on
 two cores, that is what bounds both. A last run, not counted, samples the
 worker's loop with py-spy and prints where its time goes.
@@ -52,14 +54,15 @@ def raw_ray(n: int) -> tuple[float, CpuMeter]:
 
 
 def django_ray(
-    n: int, concurrency: int, profile: Path | None = None
+    dispatcher: object, n: int, concurrency: int, profile: Path | None = None
 ) -> tuple[float, float, CpuMeter, float]:
-    """Drain rate (from the worker's start), enqueue() rate, CPU, steady rate."""
+    """Drain rate (from the worker's start), enqueue() rate, CPU, steady rate: a worker's
+    run over ``n`` no-op tasks, through ``dispatcher`` (one per process, as in a real
+    worker process, whose Ray connection, warm actors and knowledge of its tasks last)."""
     from django.db.models import Max, Min
 
     from benchmarks.tasks import noop
     from django_ray.models import TaskExecution
-    from django_ray.runtime.core import RayCoreDispatcher
     from django_ray.worker.loop import Worker, WorkerOptions
 
     TaskExecution.objects.all().delete()
@@ -76,7 +79,7 @@ def django_ray(
             burst=True,
             busy_wait_seconds=0.05,
         ),
-        RayCoreDispatcher(),
+        dispatcher,  # type: ignore[arg-type]
     )
     with sampled(profile), CpuMeter() as cpu:
         started = time.perf_counter()
@@ -104,15 +107,20 @@ def main() -> None:
     )
     args = parser.parse_args()
     setup_django()
+    from django_ray.runtime.core import RayCoreDispatcher
+
     raws, ours, defaults = [], [], []
     with ray_cluster():
+        dispatcher = RayCoreDispatcher()
+        django_ray(dispatcher, 2000, args.concurrency)  # warm up, as raw_ray does
         raws.append(raw_ray(args.n))
         for _ in range(args.rounds):
-            ours.append(django_ray(args.n, args.concurrency))
+            ours.append(django_ray(dispatcher, args.n, args.concurrency))
             raws.append(raw_ray(args.n))
-            defaults.append(django_ray(args.n, DEFAULT_CONCURRENCY))
+            defaults.append(django_ray(dispatcher, args.n, DEFAULT_CONCURRENCY))
         RESULTS.mkdir(exist_ok=True)
-        django_ray(args.n, args.concurrency, args.profile)
+        django_ray(dispatcher, args.n, args.concurrency, args.profile)
+        dispatcher.close()
     raw_rate = statistics.median(rate for rate, _ in raws)
     drain = statistics.median(run[0] for run in ours)
     steady = statistics.median(run[3] for run in ours)
