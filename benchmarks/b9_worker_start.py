@@ -3,8 +3,8 @@
 A real ``manage.py django_ray_worker --ray-core`` process, and a real ``celery
 worker -P django_ray`` process, each started with ``RAY_ADDRESS`` naming the
 benchmark's local cluster and a task already waiting for it. The task records
-when it started on its Ray worker; the time is from the worker process's start
-(its creation time, as the kernel has it). For the Django worker, where the time
+when it started on its Ray worker; the time is from just before the worker
+process is spawned. For the Django worker, where the time
 goes: Python and Django set-up and the Ray connection (from the worker's own
 "Ready" log line), the first claim (the row's ``started_at``), and the first
 lease of a Ray worker process (from the claim to the task's start). Targets:
@@ -26,24 +26,18 @@ from benchmarks.harness import ROOT, ray_cluster, report, setup_django
 READY = re.compile(r"Ready ([\d.]+) s after the process started: Python and Django ([\d.]+) s")
 
 
-def created(pid: int) -> float:
-    import psutil
-
-    return float(psutil.Process(pid).create_time())
-
-
 def django_worker(env: dict[str, str]) -> dict[str, float]:
     from benchmarks.tasks import stamp
     from django_ray.models import TaskExecution
 
     TaskExecution.objects.all().delete()
     result = stamp.enqueue()
+    born = time.time()
     worker = subprocess.Popen(
         [sys.executable, "-m", "django", "django_ray_worker", "--ray-core", "-v", "2"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        born = created(worker.pid)
         ready = None
         assert worker.stderr is not None
         for line in worker.stderr:
@@ -74,6 +68,7 @@ def celery_worker(env: dict[str, str]) -> float:
 
     app.control.purge()
     result = stamp.delay()
+    born = time.time()
     worker = subprocess.Popen(
         [str(ROOT / ".venv" / "bin" / "celery"), "-A", "benchmarks.celery_app", "worker",
          "-P", "django_ray", "-c", "8", "-n", "bench-start@localhost", "--without-gossip",
@@ -81,7 +76,6 @@ def celery_worker(env: dict[str, str]) -> float:
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     try:
-        born = created(worker.pid)
         ran = float(result.get(timeout=120))
     finally:
         worker.terminate()
