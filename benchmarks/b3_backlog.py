@@ -1,6 +1,7 @@
 """B3: the cost of one claim with 1,000 and with 1,000,000 READY rows (plus as many finished).
 
-Rows are written with one INSERT ... SELECT generate_series per batch; each
+Rows are written with one INSERT ... SELECT generate_series per batch (unsigned:
+they are only claimed here, never run); each
 claim runs in a transaction that is rolled back, so every measurement sees
 the same table.
 """
@@ -17,10 +18,10 @@ INSERT = """
 INSERT INTO django_ray_taskexecution (
     id, backend, task_path, args, kwargs, queue_name, priority, takes_context, options,
     state, attempt, worker, worker_ids, runner, ray_handle, ray_status, lost_attempts,
-    enqueued_at, errors, origin, celery_task_id)
+    enqueued_at, errors, origin, celery_task_id, signature)
 SELECT gen_random_uuid(), 'default', 'benchmarks.tasks.noop', '[]', '{}', 'default',
     (g %% 3) - 1, false, '{}', %s, 0, '', '[]', '', '', '', 0,
-    now() - (g || ' milliseconds')::interval, '[]', 'tasks', ''
+    now() - (g || ' milliseconds')::interval, '[]', 'tasks', '', ''
 FROM generate_series(1, %s) AS g
 """
 
