@@ -26,6 +26,7 @@ from pathlib import Path
 from benchmarks.harness import (
     RESULTS,
     CpuMeter,
+    burst_worker,
     profile_summary,
     ray_cluster,
     report,
@@ -63,24 +64,13 @@ def django_ray(
 
     from benchmarks.tasks import noop
     from django_ray.models import TaskExecution
-    from django_ray.worker.loop import Worker, WorkerOptions
 
     TaskExecution.objects.all().delete()
     started = time.perf_counter()
     for _ in range(n):
         noop.enqueue()
     enqueue_seconds = time.perf_counter() - started
-    worker = Worker(
-        WorkerOptions(
-            queues=("default",),
-            concurrency=concurrency,
-            heartbeat_seconds=15,
-            lease_seconds=60,
-            burst=True,
-            busy_wait_seconds=0.05,
-        ),
-        dispatcher,  # type: ignore[arg-type]
-    )
+    worker = burst_worker(concurrency, dispatcher)
     with sampled(profile), CpuMeter() as cpu:
         started = time.perf_counter()
         worker.run()

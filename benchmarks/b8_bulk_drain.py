@@ -17,7 +17,7 @@ import argparse
 import time
 from typing import Any
 
-from benchmarks.harness import CpuMeter, ray_cluster, report, setup_django
+from benchmarks.harness import CpuMeter, burst_worker, ray_cluster, report, setup_django
 
 TENTHS = 10
 
@@ -75,20 +75,7 @@ class ClaimTimer:
 
 
 def drain(rows: int, concurrency: int) -> tuple[CpuMeter, ClaimTimer]:
-    from django_ray.runtime.core import RayCoreDispatcher
-    from django_ray.worker.loop import Worker, WorkerOptions
-
-    worker = Worker(
-        WorkerOptions(
-            queues=("default",),
-            concurrency=concurrency,
-            heartbeat_seconds=15,
-            lease_seconds=60,
-            burst=True,
-            busy_wait_seconds=0.05,
-        ),
-        RayCoreDispatcher(),
-    )
+    worker = burst_worker(concurrency)
     with ClaimTimer(rows) as claims, CpuMeter() as cpu:
         worker.run()
     return cpu, claims

@@ -67,6 +67,25 @@ def ray_cluster(num_cpus: int = 2) -> Iterator[Any]:
         cluster.stop()
 
 
+def burst_worker(concurrency: int, dispatcher: Any = None) -> Any:
+    """A ``ray_core`` worker in this process that stops once no task is left (a new
+    dispatcher unless one is given, to keep across runs as a worker process would)."""
+    from django_ray.runtime.core import RayCoreDispatcher
+    from django_ray.worker.loop import Worker, WorkerOptions
+
+    return Worker(
+        WorkerOptions(
+            queues=("default",),
+            concurrency=concurrency,
+            heartbeat_seconds=15,
+            lease_seconds=60,
+            burst=True,
+            busy_wait_seconds=0.05,
+        ),
+        dispatcher or RayCoreDispatcher(),
+    )
+
+
 # Which processes a CPU reading adds up, by what /proc says of them: (label, test).
 PROCESS_GROUPS: tuple[tuple[str, Any], ...] = (
     ("this process", lambda pid, name, cmd: pid == os.getpid()),
