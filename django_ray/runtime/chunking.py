@@ -25,7 +25,7 @@ from django_ray.runtime.call import Call
 if TYPE_CHECKING:
     from django_ray.runtime.actors import WarmActors
 
-SHORT_CPU_SECONDS = 0.002
+SHORT_CPU_SECONDS = 0.01
 SHORT_SECONDS = 0.05
 CHUNK_SECONDS = 0.05
 CHUNK_MAX = 64

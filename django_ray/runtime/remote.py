@@ -95,13 +95,10 @@ class WarmWorker:
         replaces it."""
         results = []
         for payload in payloads:
-            try:
-                value, *took = timed(self.program.run, *self.program.context, payload)
-            except _Raised as raised:
-                results.append((False, _sendable(raised.error), *raised.took))
-                continue
-            results.append((True, value, *took))
-            self.calls += 1
+            returned, value, *took = timed(self.program.run, *self.program.context, payload)
+            if returned:
+                self.calls += 1
+            results.append((returned, value if returned else _sendable(value), *took))
         return Retiring(results) if self._spent() else results
 
     def _spent(self) -> bool:
@@ -114,29 +111,25 @@ class WarmWorker:
         return False
 
 
-class _Raised(Exception):
-    def __init__(self, error: Exception, took: tuple[float, float]) -> None:
-        self.error, self.took = error, took
-
-
-def timed(run: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
-    """``run(*args)``, the seconds it took and the CPU seconds its thread spent, measured
-    where it ran: what decides whether later calls of its kind are short enough to chunk.
-    An error it raised comes as :class:`_Raised`."""
+def timed(run: Callable[..., Any], *args: Any) -> tuple[bool, Any, float, float]:
+    """``run(*args)``: whether it returned, its value (or the error it raised), the seconds
+    it took and the CPU seconds its thread spent, measured where it ran: what decides
+    whether later calls of its kind are short enough to chunk."""
     started, cpu = time.perf_counter(), time.thread_time()
     try:
-        value = run(*args)
+        returned, value = True, run(*args)
     except Exception as exc:
-        raise _Raised(exc, (time.perf_counter() - started, time.thread_time() - cpu)) from exc
-    return value, time.perf_counter() - started, time.thread_time() - cpu
+        returned, value = False, exc
+    return returned, value, time.perf_counter() - started, time.thread_time() - cpu
 
 
 def run_timed(run: Callable[..., Any], *args: Any) -> tuple[Any, float, float]:
-    """A plain Ray task's body: :func:`timed`, raising what ``run`` raised."""
-    try:
-        return timed(run, *args)
-    except _Raised as raised:
-        raise raised.error from None
+    """A plain Ray task's body: ``run``'s value and :func:`timed`'s seconds, or what it
+    raised."""
+    returned, value, *took = timed(run, *args)
+    if not returned:
+        raise value
+    return value, *took
 
 
 def remote_function(max_calls: int = 0) -> Any:

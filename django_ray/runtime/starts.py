@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, NoReturn
 
 from django_ray.runtime.actors import WarmActors
 from django_ray.runtime.call import Call, Chunk, Ended
@@ -66,9 +66,7 @@ class Starts:
             remote = self._plain.options(**chosen) if chosen else self._plain
             ref = remote.remote(self._program.run, *self._program.context, call.payload)
         except Exception as exc:
-            if classify(exc) is Loss.RAY_GONE:
-                raise RayUnavailable(f"Ray refused a call: {exc}") from exc
-            raise
+            _refused(exc)
         call.ref, call.handle, call.started = ref, ref.task_id().hex(), time.monotonic()
         ref.future().add_done_callback(lambda future: self._done(call, future))
 
@@ -79,9 +77,7 @@ class Starts:
             ref = actor.run.remote([call.payload for call in members])
         except Exception as exc:
             chunk.pool.give_back(actor)
-            if classify(exc) is Loss.RAY_GONE:
-                raise RayUnavailable(f"Ray refused a call: {exc}") from exc
-            raise
+            _refused(exc)
         handle, now = ref.task_id().hex(), time.monotonic()
         with self._lock:
             for call in members:
@@ -93,9 +89,10 @@ class Starts:
         """From Ray's callback thread: a plain Ray task ended."""
         try:
             (value, *took), error = future.result(), None
-            self.kinds.learn(call.kind, *took)
         except BaseException as exc:
             value, error = None, exc
+        else:
+            self.kinds.learn(call.kind, *took)
         with self._lock:
             if self._calls.get(call.key) is not call:
                 return  # forgotten by reset()
@@ -171,3 +168,10 @@ class Starts:
         for call in queued:
             call.queued = False
         return queued
+
+
+def _refused(exc: Exception) -> NoReturn:
+    """Raise what a failed submission means: :class:`RayUnavailable` when Ray is gone."""
+    if classify(exc) is Loss.RAY_GONE:
+        raise RayUnavailable(f"Ray refused a call: {exc}") from exc
+    raise exc

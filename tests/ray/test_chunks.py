@@ -52,9 +52,14 @@ def test_a_kind_is_short_once_its_calls_were_measured_where_they_ran(calls):
     calls.submit("c", ("spin", SHORT_CPU_SECONDS * 3), kind="busy")
     assert not calls.kinds.short("quick")  # not seen yet: it ran alone
 
-    gather(calls, 3)
+    ended = gather(calls, 3)
 
-    assert calls.kinds.short("quick")
+    assert {key: end.value for key, end in ended.items()} == {
+        "q": 1,
+        "s": SHORT_SECONDS * 2,
+        "c": SHORT_CPU_SECONDS * 3,
+    }
+    assert calls.kinds.short("quick"), calls.kinds.took("quick")
     assert not calls.kinds.short("sleepy")  # it mostly waits: its waits should overlap
     assert not calls.kinds.short("busy")  # too much CPU to hold others back
     seconds, cpu = calls.kinds.took("sleepy") or (0, 0)
