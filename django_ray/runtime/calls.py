@@ -188,8 +188,10 @@ class Calls(Starts, Watched):
         ``loss``. False if there is no such call, or it was stopped already.
 
         A call in a chunk is stopped by killing the chunk's actor: the chunk's other calls
-        that had not come back end with it, lost (``WORKER_DIED``).
+        that had not come back end with it, lost (``WORKER_DIED``). They end at once, not
+        when Ray reports the actor dead (which can take seconds on a busy node).
         """
+        ended: list[Ended] = []
         with self._lock:
             call = self._calls.get(key)
             if call is None or call.stopped is not None:
@@ -200,21 +202,23 @@ class Calls(Starts, Watched):
                 del self._calls[key]
                 if call in self._queue:
                     self._queue.remove(call)
+                ended.append(Ended(key, "", loss=loss))
             chunk = call.chunk
             kill = chunk is not None and not chunk.killed and not waiting
             if kill:
                 assert chunk is not None
                 chunk.killed = True
-        if waiting:
-            self._deliver(Ended(key, "", loss=loss))
-        elif chunk is not None:
-            if kill:
-                chunk.pool.kill(chunk.actor)
-        else:
+                ended += self._end_killed(chunk, call, loss)
+        if kill:
+            assert chunk is not None
+            chunk.pool.kill(chunk.actor)
+        elif not waiting and chunk is None:
             try:
                 self._ray.cancel(call.ref, force=True)
             except Exception as exc:  # it ends (or Ray is gone) all the same
                 logger.warning("Cancelling Ray task %s: %s", call.handle, exc)
+        for end in ended:
+            self._deliver(end)
         return True
 
     def take(self, timeout: float, at_least: int = 1) -> list[Ended]:

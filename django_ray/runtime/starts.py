@@ -132,12 +132,7 @@ class Starts:
                 self.kinds.learn(call.kind, *took)
                 ended = Ended(call.key, call.handle, value=value if returned else None,
                               error=None if returned else value)  # fmt: skip
-            elif call.stopped is None and killed:
-                stopped = RuntimeError(
-                    "its Ray actor was killed to stop another call of the same chunk"
-                )
-                ended = Ended(call.key, call.handle, error=stopped, loss=Loss.WORKER_DIED)
-            else:
+            else:  # (a killed chunk's calls ended when it was killed: see Calls.cancel)
                 loss = call.stopped or classify(error, self._local_node)
                 ended = Ended(call.key, call.handle, error=error, loss=loss)
             self._deliver(ended)
@@ -145,6 +140,24 @@ class Starts:
             if self._queue:
                 self._dispatchable = True
                 self._arrived.notify_all()
+
+    def _end_killed(self, chunk: Chunk, stopped: Call, loss: Loss) -> list[Ended]:
+        """The ends of a chunk's calls still in flight, its actor being killed to stop one
+        (under the lock)."""
+        ended = []
+        for member in chunk.members:
+            if self._calls.get(member.key) is not member:
+                continue  # came back already, or forgotten
+            del self._calls[member.key]
+            if member is stopped:
+                error = RuntimeError(f"stopped on Ray ({loss})")
+                ended.append(Ended(member.key, member.handle, error=error, loss=loss))
+            else:
+                error = RuntimeError(
+                    "its Ray actor was killed to stop another call of the same chunk"
+                )
+                ended.append(Ended(member.key, member.handle, error=error, loss=Loss.WORKER_DIED))
+        return ended
 
     def _not_started(self, members: list[Call], exc: Exception) -> None:
         loss = classify(exc) or Loss.RAY_FAILED
