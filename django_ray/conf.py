@@ -5,14 +5,12 @@ mapping and reports every problem in one :class:`DjangoRaySettingsError`;
 :func:`get_settings` returns the validated settings of the running project.
 """
 
-import builtins
 import copy
 import difflib
 import functools
-import keyword
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, NoneType
 from typing import Any
@@ -22,9 +20,12 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from django_ray.addresses import RayAddressKind, address_kind, classify_ray_address
+from django_ray import checks
+from django_ray.addresses import RayAddressKind, classify_ray_address
 from django_ray.results.libraries import missing_library_problem
 from django_ray.retry import MAX_ATTEMPTS
+from django_ray.scheduling.entries import problems as schedule_problems
+from django_ray.scheduling.entries import task_problems as schedule_task_problems
 
 # Key order is the contract's order; problems are reported in it.
 DEFAULTS: Mapping[str, Any] = MappingProxyType(
@@ -48,6 +49,9 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         "RESULT_STORAGE_S3_ENDPOINT_URL": None,
         "RESULT_STORAGE_GCS_BUCKET": None,
         "RESULT_STORAGE_GCS_PREFIX": "django-ray/results",
+        # Beyond the contract: django-ray's own.
+        "TASK_TIMEOUT_SECONDS": None,
+        "SCHEDULE": {},
     }
 )
 """Every ``DJANGO_RAY`` key and its default; the only place a default is written."""
@@ -75,94 +79,23 @@ def _name(key: object) -> str:
     return f'DJANGO_RAY["{key}"]' if isinstance(key, str) else f"DJANGO_RAY[{key!r}]"
 
 
-# A check returns a problem sentence (without the key's name) or None.
-_Check = Callable[[Any], str | None]
-
-
-def _integer_at_least(minimum: int, noun: str) -> _Check:
-    def check(value: Any) -> str | None:
-        # bool is an int subclass, but True as a count is always a slip.
-        if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
-            return None
-        return f"must be a {noun} integer (>= {minimum}); got {value!r}."
-
-    return check
-
-
-def _integer_between(minimum: int, maximum: int, noun: str) -> _Check:
-    at_least = _integer_at_least(minimum, noun)
-
-    def check(value: Any) -> str | None:
-        if problem := at_least(value):
-            return problem
-        if value > maximum:
-            return f"must be at most {maximum} (django-ray's maximum); got {value!r}."
-        return None
-
-    return check
-
-
-def _one_of(choices: Sequence[str]) -> _Check:
-    listed = ", ".join(f'"{choice}"' for choice in choices[:-1]) + f' or "{choices[-1]}"'
-
-    def check(value: Any) -> str | None:
-        if isinstance(value, str) and value in choices:
-            return None
-        return f"must be {listed}; got {value!r}."
-
-    return check
-
-
-def _of_type(kinds: tuple[type, ...], expected: str) -> _Check:
-    def check(value: Any) -> str | None:
-        return None if isinstance(value, kinds) else f"must be {expected}; got {value!r}."
-
-    return check
-
-
-def _ray_address(value: Any) -> str | None:
-    if value is None or (isinstance(value, str) and address_kind(value) is not None):
-        return None
-    return (
-        'must be None, "auto", "host:port", "ray://host:port", "http://host:port" or '
-        f'"https://host:port" (port 1-65535); got {value!r}.'
-    )
-
-
-def _denylist(value: Any) -> str | None:
-    if isinstance(value, list | tuple) and all(isinstance(entry, str) for entry in value):
-        return None
-    return f"must be a list of exception class paths (str); got {value!r}."
-
-
-def _denylist_entry(entry: str) -> str | None:
-    parts = entry.split(".")
-    if len(parts) >= 2 and all(p.isidentifier() and not keyword.iskeyword(p) for p in parts):
-        return None
-    problem = f'must be a full dotted class path ("module.Class"); got {entry!r}'
-    candidate = getattr(builtins, entry, None) if entry.isidentifier() else None
-    if isinstance(candidate, type) and issubclass(candidate, BaseException):
-        return f'{problem}; did you mean "builtins.{entry}"?'
-    return f"{problem}."
-
-
-_text = _of_type((str,), "a string")
-_optional_text = _of_type((str, NoneType), "a string or None")
-_CHECKS: Mapping[str, _Check] = {
-    "RAY_ADDRESS": _ray_address,
-    "RAY_RUNTIME_ENV": _of_type((dict,), "a dict (a Ray runtime_env)"),
-    "RUNNER": _one_of(RUNNERS),
-    "DEFAULT_CONCURRENCY": _integer_at_least(1, "positive"),
-    "MAX_TASK_ATTEMPTS": _integer_between(1, MAX_ATTEMPTS, "positive"),
+_text = checks.of_type((str,), "a string")
+_optional_text = checks.of_type((str, NoneType), "a string or None")
+_CHECKS: Mapping[str, checks.Check] = {
+    "RAY_ADDRESS": checks.ray_address,
+    "RAY_RUNTIME_ENV": checks.of_type((dict,), "a dict (a Ray runtime_env)"),
+    "RUNNER": checks.one_of(RUNNERS),
+    "DEFAULT_CONCURRENCY": checks.integer_at_least(1, "positive"),
+    "MAX_TASK_ATTEMPTS": checks.integer_between(1, MAX_ATTEMPTS, "positive"),
     # 0 is allowed: retry at once, with no backoff.
-    "RETRY_BACKOFF_SECONDS": _integer_at_least(0, "non-negative"),
-    "RETRY_EXCEPTION_DENYLIST": _denylist,
-    "STUCK_TASK_TIMEOUT_SECONDS": _integer_at_least(1, "positive"),
-    "WORKER_LEASE_SECONDS": _integer_at_least(1, "positive"),
-    "WORKER_HEARTBEAT_SECONDS": _integer_at_least(1, "positive"),
-    "MAX_RESULT_SIZE_BYTES": _integer_at_least(1, "positive"),
-    "RESULT_STORAGE_BACKEND": _one_of(RESULT_STORAGE_BACKENDS),
-    "RESULT_STORAGE_FILESYSTEM_PATH": _of_type(
+    "RETRY_BACKOFF_SECONDS": checks.integer_at_least(0, "non-negative"),
+    "RETRY_EXCEPTION_DENYLIST": checks.denylist,
+    "STUCK_TASK_TIMEOUT_SECONDS": checks.integer_at_least(1, "positive"),
+    "WORKER_LEASE_SECONDS": checks.integer_at_least(1, "positive"),
+    "WORKER_HEARTBEAT_SECONDS": checks.integer_at_least(1, "positive"),
+    "MAX_RESULT_SIZE_BYTES": checks.integer_at_least(1, "positive"),
+    "RESULT_STORAGE_BACKEND": checks.one_of(RESULT_STORAGE_BACKENDS),
+    "RESULT_STORAGE_FILESYSTEM_PATH": checks.of_type(
         (str, os.PathLike, NoneType), "a path (str or os.PathLike) or None"
     ),
     "RESULT_STORAGE_S3_BUCKET": _optional_text,
@@ -171,6 +104,8 @@ _CHECKS: Mapping[str, _Check] = {
     "RESULT_STORAGE_S3_ENDPOINT_URL": _optional_text,
     "RESULT_STORAGE_GCS_BUCKET": _optional_text,
     "RESULT_STORAGE_GCS_PREFIX": _text,
+    "TASK_TIMEOUT_SECONDS": checks.optional(checks.integer_at_least(1, "positive")),
+    "SCHEDULE": lambda value: None,  # entry by entry, in _problems()
 }
 _LOCATION_KEYS = {
     "filesystem": "RESULT_STORAGE_FILESYSTEM_PATH",
@@ -229,6 +164,8 @@ class RaySettings:
     result_storage_s3_endpoint_url: str | None
     result_storage_gcs_bucket: str | None
     result_storage_gcs_prefix: str
+    task_timeout_seconds: int | None
+    schedule: Mapping[str, Mapping[str, Any]]
 
     @property
     def ray_address_kind(self) -> RayAddressKind:
@@ -250,6 +187,7 @@ class RaySettings:
         # Copies, so neither the project's settings nor DEFAULTS share state with an instance.
         merged["RAY_RUNTIME_ENV"] = MappingProxyType(copy.deepcopy(merged["RAY_RUNTIME_ENV"]))
         merged["RETRY_EXCEPTION_DENYLIST"] = tuple(merged["RETRY_EXCEPTION_DENYLIST"])
+        merged["SCHEDULE"] = MappingProxyType(copy.deepcopy(dict(merged["SCHEDULE"])))
         merged["RESULT_STORAGE_FILESYSTEM_PATH"] = None if path is None else os.fspath(path)
         return cls(**{key.lower(): value for key, value in merged.items()})
 
@@ -263,8 +201,9 @@ def _problems(raw: Mapping[Any, Any], merged: Mapping[str, Any]) -> list[str]:
     denylist = "RETRY_EXCEPTION_DENYLIST"
     if not problems[denylist]:
         for index, entry in enumerate(merged[denylist]):
-            if problem := _denylist_entry(entry):
+            if problem := checks.denylist_entry(entry):
                 problems[denylist].append(f"{_name(denylist)}[{index}] {problem}")
+    problems["SCHEDULE"] += schedule_problems(merged["SCHEDULE"])
     valid = {key: value for key, value in merged.items() if not problems[key]}
     for key, problem in _cross_problems(valid).items():
         problems[key].append(f"{_name(key)} {problem}")
@@ -318,4 +257,7 @@ def validate_on_startup(
         sys.argv if argv is None else argv, os.environ if environ is None else environ
     ):
         return None
-    return get_settings()
+    validated = get_settings()
+    if problems := schedule_task_problems(validated.schedule):  # imports them: apps are ready
+        raise DjangoRaySettingsError(problems)
+    return validated

@@ -16,3 +16,8 @@ class OutcomeNotRecordable(Exception):
 class InvalidSignature(Exception):
     """The row's signature does not match what it would run: it was not written by
     ``enqueue()`` with this ``SECRET_KEY`` (or one of ``SECRET_KEY_FALLBACKS``)."""
+
+
+class TaskTimeout(TimeoutError):
+    """The attempt ran past its time limit (``timeout``) and was stopped on Ray: its Ray
+    worker process killed (``ray_core``) or its Ray Job stopped (``ray_job``)."""

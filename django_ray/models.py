@@ -25,7 +25,15 @@ from django_ray.states import OUTLIVE_THEIR_WORKER, Origin, Runner, State
 if TYPE_CHECKING:
     from django.tasks import Task
 
-__all__ = ["Origin", "RayTaskResult", "Runner", "State", "TaskExecution", "WorkerLease"]
+__all__ = [
+    "Origin",
+    "RayTaskResult",
+    "Runner",
+    "Schedule",
+    "State",
+    "TaskExecution",
+    "WorkerLease",
+]
 
 
 class TaskExecution(models.Model):
@@ -73,6 +81,10 @@ class TaskExecution(models.Model):
     origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.TASKS)
     celery_task_id = models.CharField(max_length=255, blank=True, default="")
 
+    # A run of DJANGO_RAY["SCHEDULE"]: the entry's name and the time it was due for.
+    schedule_name = models.CharField(max_length=200, blank=True, default="")
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+
     objects = TaskExecutionQuerySet.as_manager()
 
     class Meta:
@@ -92,6 +104,15 @@ class TaskExecution(models.Model):
             models.Index("task_path", "state", name="django_ray_task_state_idx"),
             models.Index("queue_name", "state", name="django_ray_queue_state_idx"),
             models.Index(F("enqueued_at").desc(), name="django_ray_enqueued_idx"),
+        ]
+        constraints = [
+            # However many workers enqueue a schedule's runs, each due time runs once.
+            models.UniqueConstraint(
+                "schedule_name",
+                "scheduled_for",
+                name="django_ray_one_run_per_due_time",
+                condition=Q(scheduled_for__isnull=False),
+            ),
         ]
         permissions = [
             ("retry_taskexecution", "Can retry failed task executions"),
@@ -214,3 +235,29 @@ class WorkerLease(models.Model):
 
     def __str__(self) -> str:
         return f"{self.worker_id} ({self.hostname}:{self.pid})"
+
+
+class Schedule(models.Model):
+    """Where one entry of ``DJANGO_RAY["SCHEDULE"]`` stands: its last due time and check.
+
+    The workers started with ``--schedule`` share it: each locks the row, enqueues the
+    runs that came due since ``last_due_at`` and moves it on.
+    """
+
+    name = models.CharField(max_length=200, primary_key=True)
+    # The latest due time dealt with: enqueued, or skipped by the catch-up rule.
+    last_due_at = models.DateTimeField(null=True, blank=True)
+    # When a worker last looked at this entry; a longer gap than WORKER_LEASE_SECONDS
+    # means no scheduler was alive, and the catch-up rule applies to what came due.
+    checked_at = models.DateTimeField(null=True, blank=True)
+    # The last run enqueued: its due time and its execution (not a foreign key:
+    # purging old executions must not have to touch this table).
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_id = models.UUIDField(null=True, blank=True)
+    runs = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name

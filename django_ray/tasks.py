@@ -3,10 +3,10 @@
 ``RayTaskBackend.task_class`` is ``RayTask``, so Django's own decorator takes
 the options::
 
-    @task(num_cpus=2, resources={"gpu_box": 1}, max_attempts=5)
+    @task(num_cpus=2, resources={"gpu_box": 1}, max_attempts=5, timeout=600)
     def render(scene_id): ...
 
-    render.using(num_cpus=4).enqueue(7)   # per call
+    render.using(num_cpus=4, timeout=60).enqueue(7)   # per call
     render.enqueue_many([((7,), {}), ((8,), {})])   # many rows, one statement
 """
 
@@ -28,7 +28,9 @@ from django_ray.retry import MAX_ATTEMPTS
 RAY_OPTIONS = ("num_cpus", "num_gpus", "memory", "resources", "runtime_env", "max_calls")
 # Options read by django-ray's retry policy.
 RETRY_OPTIONS = ("max_attempts", "retry_backoff_seconds")
-OPTIONS = RAY_OPTIONS + RETRY_OPTIONS
+# The time limit of each attempt, in seconds (0: none, whatever TASK_TIMEOUT_SECONDS says).
+LIMIT_OPTIONS = ("timeout",)
+OPTIONS = RAY_OPTIONS + RETRY_OPTIONS + LIMIT_OPTIONS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,6 +43,7 @@ class RayTask(Task):
     max_calls: int | None = None
     max_attempts: int | None = None
     retry_backoff_seconds: int | None = None
+    timeout: int | None = None
 
     def using(
         self,
@@ -108,6 +111,9 @@ def option_problems(task: Task) -> list[str]:
     backoff = task.retry_backoff_seconds
     if backoff is not None and (not _is_int(backoff) or backoff < 0):
         problems.append(f"retry_backoff_seconds must be an integer >= 0; got {backoff!r}")
+    timeout = task.timeout
+    if timeout is not None and (not _is_int(timeout) or timeout < 0):
+        problems.append(f"timeout must be an integer number of seconds >= 0; got {timeout!r}")
     resources = task.resources
     if resources is not None and not (
         isinstance(resources, Mapping)

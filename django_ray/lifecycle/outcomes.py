@@ -161,7 +161,9 @@ def _unless_recorded(row: TaskExecution, outcome: Outcome) -> Outcome:
         f"Ray job {row.ray_handle} ended without an outcome",
         traceback="Tail of the job's logs:\n",
     )
-    return dataclasses.replace(outcome, error=error, recorded=False, lost=True)
+    # A job that ended without a word was lost; one stopped at its time limit was not.
+    lost = outcome.lost or outcome.error is None
+    return dataclasses.replace(outcome, error=error, recorded=False, lost=lost)
 
 
 def _reload(row: TaskExecution) -> TaskExecution:

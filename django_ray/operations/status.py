@@ -20,6 +20,7 @@ from django.utils import timezone
 from django_ray.conf import get_settings
 from django_ray.models import Origin, State, TaskExecution, WorkerLease
 from django_ray.operations import count_tasks
+from django_ray.scheduling.status import ScheduleStatus, schedule_statuses
 
 ACTIVE_STATES = (State.READY.value, State.RUNNING.value)
 """The states a queue's depth is counted in."""
@@ -77,6 +78,9 @@ class Status:
     stuck_count: int
     stuck: tuple[StuckTask, ...]
     """The first :data:`STUCK_TASKS_SHOWN` stuck tasks, longest silent first."""
+    schedules: tuple[ScheduleStatus, ...] = ()
+    """Every entry of ``DJANGO_RAY["SCHEDULE"]``, with its last and next run."""
+    lease_seconds: int = 60
 
     @property
     def attention(self) -> list[str]:
@@ -92,6 +96,12 @@ class Status:
                 f"{count_tasks(self.stuck_count)} stuck: RUNNING with no live worker lease and "
                 f"no monitor heartbeat for {self.stuck_task_timeout_seconds} s"
             )
+        found += [
+            f"schedule {entry.name} has a run due since {entry.next_run_at:%Y-%m-%d %H:%M:%S%z} "
+            "not enqueued: is a worker running with --schedule?"
+            for entry in self.schedules
+            if entry.overdue(self.checked_at, self.lease_seconds)
+        ]
         return found
 
     def as_dict(self) -> dict[str, Any]:
@@ -113,14 +123,17 @@ class Status:
                 "timeout_seconds": self.stuck_task_timeout_seconds,
                 "shown": [_jsonable(task) for task in self.stuck],
             },
+            "schedules": [_jsonable(entry) for entry in self.schedules],
             "attention": self.attention,
         }
 
 
 def collect_status(now: datetime | None = None) -> Status:
-    """Read the report from the database: seven queries, none of them proportional to history."""
+    """Read the report from the database: eight queries, none of them proportional to
+    history."""
     now = now or timezone.now()
-    timeout = get_settings().stuck_task_timeout_seconds
+    settings = get_settings()
+    timeout = settings.stuck_task_timeout_seconds
     stuck = stuck_tasks(now, timeout)
     workers_alive, workers_expired = _lease_counts(now)
     queues, celery_queues = _queues(now)
@@ -144,6 +157,8 @@ def collect_status(now: datetime | None = None) -> Status:
             )
             for row in stuck[:STUCK_TASKS_SHOWN]
         ),
+        schedules=schedule_statuses(),
+        lease_seconds=settings.worker_lease_seconds,
     )
 
 
@@ -236,7 +251,7 @@ def _workers(now: datetime) -> tuple[WorkerStatus, ...]:
     return tuple(workers[worker_id] for worker_id in sorted(workers))
 
 
-def _jsonable(report: WorkerStatus | StuckTask) -> dict[str, Any]:
+def _jsonable(report: WorkerStatus | StuckTask | ScheduleStatus) -> dict[str, Any]:
     return {
         key: value.isoformat() if isinstance(value, datetime) else value
         for key, value in asdict(report).items()

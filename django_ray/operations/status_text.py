@@ -70,10 +70,33 @@ def render_status(status: Status) -> str:
     )
     if status.stuck_count > len(status.stuck):
         lines.append(f"... and {status.stuck_count - len(status.stuck)} more.")
+    if status.schedules:
+        lines += ["", *_schedules(status)]
     attention = status.attention
     lines += ["", "Needs attention:" if attention else "Nothing needs attention."]
     lines += [f"  - {sentence}." for sentence in attention]
     return "\n".join(lines)
+
+
+def _schedules(status: Status) -> list[str]:
+    return _table(
+        ["SCHEDULE", "TASK", "WHEN", "LAST RUN", "NEXT RUN", "RUNS"],
+        [
+            [
+                entry.name,
+                entry.task,
+                entry.when,
+                _moment(entry.last_run_at),
+                _moment(entry.next_run_at),
+                entry.runs,
+            ]
+            for entry in status.schedules
+        ],
+    )
+
+
+def _moment(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.isoformat(timespec="seconds")
 
 
 def _table(headers: list[str], rows: list[list[Any]]) -> list[str]:

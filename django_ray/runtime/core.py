@@ -19,10 +19,12 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from django.utils import timezone
+
 from django_ray.runtime import connection
 from django_ray.runtime.calls import Calls, Ended
 from django_ray.runtime.execute import ensure_django, run_packed
-from django_ray.runtime.job import Job, Outcome
+from django_ray.runtime.job import Job, Outcome, timeout_error
 from django_ray.runtime.losses import Loss, loss_error
 from django_ray.runtime.remote import CallOptions, Program, pick
 
@@ -73,7 +75,11 @@ class RayCoreDispatcher:
             raise connection.RayUnavailable("not connected to Ray")
         try:
             handle = self._calls.submit(
-                job.execution_id, job.pack(), options=pick(job.options), kind=job.task_path
+                job.execution_id,
+                job.pack(),
+                options=pick(job.options),
+                hard_limit=job.time_left(timezone.now()),
+                kind=job.task_path,
             )
         except connection.RayUnavailable as exc:
             self._forget(exc.unstarted)
@@ -155,6 +161,14 @@ class RayCoreDispatcher:
         if ended.returned:
             return Outcome.unpack(job, ended.value)
         assert ended.error is not None or ended.loss is not None
+        if ended.loss is Loss.TIMED_OUT:  # the task's own doing: a failure, not a loss
+            logger.warning(
+                "Attempt %s of execution %s (%s) ran past its time limit of %s s; stopped",
+                *(job.attempt, job.execution_id, job.task_path, job.timeout),
+            )
+            return Outcome(
+                execution_id=job.execution_id, attempt=job.attempt, error=timeout_error(job)
+            )
         if ended.loss is None:
             assert ended.error is not None
             return Outcome.failure(job, ended.error)  # the program raised (not the task)

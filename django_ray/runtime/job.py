@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from django_ray.lifecycle.errors import error_data
@@ -29,6 +29,22 @@ class Job:
     worker_ids: list[str] = field(default_factory=list)
     options: dict[str, Any] = field(default_factory=dict)
     claim_token: str = ""
+    # Known to the worker only (not packed): when this attempt started, as its row
+    # records it, and its time limit in seconds (None: no limit).
+    attempted_at: datetime | None = None
+    timeout: int | None = None
+
+    @property
+    def deadline(self) -> datetime | None:
+        """When this attempt runs out of time (counted from its start as the row has it)."""
+        if self.timeout is None or self.attempted_at is None:
+            return None
+        return self.attempted_at + timedelta(seconds=self.timeout)
+
+    def time_left(self, now: datetime) -> float | None:
+        """Seconds until :attr:`deadline` (at least a millisecond); None without a limit."""
+        deadline = self.deadline
+        return None if deadline is None else max((deadline - now).total_seconds(), 0.001)
 
     @classmethod
     def of(cls, row: TaskExecution) -> Job:
@@ -46,6 +62,8 @@ class Job:
             worker_ids=list(row.worker_ids),
             options=dict(row.options),
             claim_token=str(row.claim_token),
+            attempted_at=row.last_attempted_at,
+            timeout=time_limit(row.options),
         )
 
     def pack(self) -> tuple[Any, ...]:
@@ -127,6 +145,27 @@ class Outcome:
             error=error_data(exc),
             lost=lost,
         )
+
+
+def time_limit(options: dict[str, Any]) -> int | None:
+    """An attempt's time limit: the task's ``timeout`` option (0: none), else
+    ``DJANGO_RAY["TASK_TIMEOUT_SECONDS"]`` (None: none)."""
+    if "timeout" in options:
+        return int(options["timeout"]) or None
+    from django_ray.conf import get_settings
+
+    return get_settings().task_timeout_seconds
+
+
+def timeout_error(job: Job) -> dict[str, Any]:
+    """The error of an attempt stopped at its time limit: a ``TaskTimeout``."""
+    from django_ray.exceptions import TaskTimeout
+
+    return error_data(
+        TaskTimeout,
+        f"{job.task_path} ran past its time limit of {job.timeout} s "
+        f"(attempt {job.attempt}) and was stopped on Ray",
+    )
 
 
 def _iso(moment: datetime | None) -> str | None:

@@ -3,7 +3,8 @@
 The job's entrypoint (``django_ray.runtime.job_entrypoint``) records its own
 outcome in the database, so a job that ends after its worker died still lands.
 The worker polls job statuses in one request per poll and only records what a
-job could not: an end (FAILED, STOPPED) without an outcome.
+job could not: an end (FAILED, STOPPED) without an outcome. It also stops the jobs
+that run past their time limit; such an end is recorded as a ``TaskTimeout``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import shlex
 import sys
 import time
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
+
+from django.utils import timezone
 
 from django_ray.lifecycle.errors import error_data
 from django_ray.runtime.connection import RayUnavailable, merge_runtime_env, worker_runtime_env
-from django_ray.runtime.job import Job, Outcome
+from django_ray.runtime.job import Job, Outcome, timeout_error
 
 logger = logging.getLogger("django_ray.runtime")
 
@@ -65,6 +69,7 @@ class RayJobDispatcher:
         self._poll_seconds = poll_seconds
         self._next_poll = 0.0
         self._in_flight: dict[str, Job] = {}
+        self._timed_out: set[str] = set()  # stopped at their time limit
         self.statuses: dict[str, str] = {}
 
     @classmethod
@@ -128,6 +133,7 @@ class RayJobDispatcher:
         return []
 
     def poll(self) -> list[Outcome]:
+        self._stop_overdue(timezone.now())
         try:
             listed = self._client.list_jobs()
         except OSError as exc:
@@ -148,9 +154,35 @@ class RayJobDispatcher:
                 outcomes.append(self._ended(sid, job, status, "".join(message)))
         return outcomes
 
+    def _stop_overdue(self, now: datetime) -> None:
+        """Stop the jobs past their time limit (counted from the attempt's start as its row
+        has it, so a job adopted from a dead worker is held to the same limit)."""
+        for sid, job in self._in_flight.items():
+            deadline = job.deadline
+            if deadline is None or deadline > now or sid in self._timed_out:
+                continue
+            logger.warning(
+                "Ray job %s (%s) ran past its time limit of %s s; stopping it",
+                *(sid, job.task_path, job.timeout),
+            )
+            try:
+                self._client.stop_job(sid)
+            except OSError as exc:
+                raise RayUnavailable(f"The Ray Jobs API at {self.dashboard_url}: {exc}") from exc
+            except RuntimeError as exc:  # it ended meanwhile: the poll tells how
+                logger.info("Stopping Ray job %s: %s", sid, exc)
+            self._timed_out.add(sid)
+
     def _ended(self, sid: str, job: Job, status: str, message: str) -> Outcome:
+        timed_out = sid in self._timed_out
+        self._timed_out.discard(sid)
         if status == "SUCCEEDED":
             return Outcome(execution_id=job.execution_id, attempt=job.attempt, recorded=True)
+        if timed_out:  # unless the job recorded an outcome before it was stopped
+            error = timeout_error(job)
+            return Outcome(
+                execution_id=job.execution_id, attempt=job.attempt, error=error, recorded=True
+            )
         kind = RayJobStopped if status == "STOPPED" else RayJobFailed
         return Outcome(
             execution_id=job.execution_id,

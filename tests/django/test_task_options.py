@@ -36,7 +36,7 @@ def test_an_unknown_option_is_refused_naming_the_valid_ones():
     assert str(caught.value) == (
         "Task tests.testapp.tasks.add: unknown option(s) num_cpu; options are num_cpus, "
         "num_gpus, memory, resources, runtime_env, max_calls, max_attempts, "
-        "retry_backoff_seconds."
+        "retry_backoff_seconds, timeout."
     )
 
 
@@ -63,3 +63,28 @@ def test_max_attempts_above_the_maximum_is_refused():
         "Task tests.django.test_task_options._module_level_function: "
         "max_attempts must be at most 100; got 1000."
     )
+
+
+@pytest.mark.parametrize("timeout", [-1, 2.5, "60", True])
+def test_a_timeout_must_be_whole_seconds(timeout):
+    with pytest.raises(InvalidTask) as caught:
+        tasks.add.using(timeout=timeout).enqueue(1, 2)
+
+    assert str(caught.value) == (
+        "Task tests.testapp.tasks.add: "
+        f"timeout must be an integer number of seconds >= 0; got {timeout!r}."
+    )
+
+
+def test_a_timeout_is_stored_and_read_as_the_attempts_limit(settings):
+    from django_ray.runtime.job import Job
+
+    tasks.add.using(timeout=30).enqueue(1, 2)
+    tasks.add.using(timeout=0).enqueue(1, 2)
+    tasks.add.enqueue(1, 2)
+    limits = {}
+    settings.DJANGO_RAY = {**settings.DJANGO_RAY, "TASK_TIMEOUT_SECONDS": 90}
+    for row in TaskExecution.objects.order_by("enqueued_at"):
+        limits[row.options.get("timeout", "-")] = Job.of(row).timeout
+
+    assert limits == {30: 30, 0: None, "-": 90}  # 0: no limit, whatever the default

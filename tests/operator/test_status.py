@@ -146,6 +146,7 @@ def test_json_report_of_a_fleet_needing_attention_exits_1():
                 },
             ],
         },
+        "schedules": [],
         "attention": attention,
     }
     assert error is not None
@@ -163,6 +164,7 @@ def test_an_empty_database_is_healthy_and_exits_0():
         "workers": {"alive": 0, "expired": 0},
         "in_flight": [],
         "stuck_tasks": {"count": 0, "timeout_seconds": 300, "shown": []},
+        "schedules": [],
         "attention": [],
     }
     assert error is None
@@ -213,14 +215,14 @@ def test_text_report_is_a_set_of_tables():
     ]
 
 
-def test_the_report_costs_seven_queries_whatever_the_history(django_assert_num_queries):
+def test_the_report_costs_eight_queries_whatever_the_history(django_assert_num_queries):
     build_fleet(FIXED_NOW)
     TaskExecution.objects.bulk_create(
         TaskExecution(task_path=ADD, state=("SUCCESSFUL", "FAILED")[i % 2], queue_name=f"q{i % 3}")
         for i in range(10_000)
     )
 
-    with django_assert_num_queries(7):
+    with django_assert_num_queries(8):
         status = collect_status(FIXED_NOW)
 
     # Finished rows are history, not depth: only queues with work to do are listed.
@@ -239,3 +241,45 @@ def test_only_the_first_stuck_tasks_are_listed(monkeypatch):
 
     assert (status.stuck_count, len(status.stuck)) == (5, 2)
     assert "... and 3 more." in render_status(status).split("\n")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_schedules_show_their_last_and_next_run_and_an_overdue_one_needs_attention(settings):
+    from django_ray.models import Schedule
+    from django_ray.scheduling.entries import entries
+    from django_ray.scheduling.scheduler import Scheduler
+
+    settings.DJANGO_RAY = {
+        **settings.DJANGO_RAY,
+        "SCHEDULE": {
+            "tick": {"task": "tests.testapp.tasks.add", "every": 60, "args": [1, 2]},
+            "nightly": {"task": "tests.testapp.tasks.add", "cron": "0 3 * * *", "args": [1, 1]},
+        },
+    }
+    Schedule.objects.create(name="retired", runs=4)
+    t0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+    scheduler = Scheduler(entries(settings.DJANGO_RAY["SCHEDULE"]), grace_seconds=60)
+    scheduler.tick(t0)
+    scheduler.tick(t0 + timedelta(seconds=61))  # tick's 12:01 run
+
+    status = collect_status(now=t0 + timedelta(seconds=200))
+
+    by_name = {entry.name: entry for entry in status.schedules}
+    assert list(by_name) == ["tick", "nightly", "retired"]
+    tick = by_name["tick"]
+    assert (tick.when, tick.runs, tick.last_run_at, tick.next_run_at) == (
+        "every 60 s",
+        1,
+        t0 + timedelta(minutes=1),
+        t0 + timedelta(minutes=2),
+    )
+    assert by_name["nightly"].next_run_at == datetime(2026, 12, 4, 3, 0, tzinfo=UTC)
+    assert (by_name["retired"].when, by_name["retired"].runs) == ("(not in SCHEDULE)", 4)
+    # tick's 12:02 run is 80 s late with no scheduler: longer than the lease.
+    assert status.attention == [
+        "schedule tick has a run due since 2026-12-03 12:02:00+0000 not enqueued: "
+        "is a worker running with --schedule?"
+    ]
+    text = render_status(status)
+    assert "SCHEDULE  TASK" in text and "every 60 s" in text and "cron '0 3 * * *'" in text
+    assert status.as_dict()["schedules"][0]["next_run_at"] == "2026-12-03T12:02:00+00:00"

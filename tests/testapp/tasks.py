@@ -119,13 +119,33 @@ def big(size: int) -> str:
     return "x" * size
 
 
+def _started(directory: str, token: str) -> None:
+    started = Path(directory) / token / "started" / f"{os.getpid()}-{uuid.uuid4().hex}"
+    started.parent.mkdir(parents=True, exist_ok=True)
+    started.touch()
+
+
 @task
 def started_then_sleep(directory: str, token: str, seconds: float) -> str:
     """Leave a file ``token/started/PID-*`` when an execution starts (PID: the process
     running it) and one under ``token/done`` when it ends, sleeping in between."""
-    started = Path(directory) / token / "started" / f"{os.getpid()}-{uuid.uuid4().hex}"
-    started.parent.mkdir(parents=True, exist_ok=True)
-    started.touch()
+    _started(directory, token)
     time.sleep(seconds)
     mark_execution.call(str(Path(directory) / token), "done")
+    return token
+
+
+@task(max_attempts=1)
+def started_then_spin(directory: str, token: str) -> None:
+    """Leave the ``started`` file of :func:`started_then_sleep`, then loop in Python forever."""
+    _started(directory, token)
+    while True:
+        pass
+
+
+@task(max_attempts=1)
+async def started_then_await(directory: str, token: str, seconds: float) -> str:
+    """Leave the ``started`` file of :func:`started_then_sleep`, then await a long sleep."""
+    _started(directory, token)
+    await asyncio.sleep(seconds)
     return token

@@ -38,6 +38,11 @@ CONTRACT: dict[str, Any] = {
     "RESULT_STORAGE_GCS_BUCKET": None,
     "RESULT_STORAGE_GCS_PREFIX": "django-ray/results",
 }
+# Settings of django-ray's own, after the contract's.
+ADDITIONS: dict[str, Any] = {
+    "TASK_TIMEOUT_SECONDS": None,
+    "SCHEDULE": {},
+}
 
 ADDRESS_FORMS = (
     'must be None, "auto", "host:port", "ray://host:port", "http://host:port" or '

@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 
 from django_ray.conf import DEFAULTS, RaySettings
-from tests.unit.test_conf import CONTRACT, as_dict
+from tests.unit.test_conf import ADDITIONS, CONTRACT, as_dict
 
 # Defaults and the built value
 
 
-def test_defaults_are_exactly_the_contract_in_its_order() -> None:
-    assert list(DEFAULTS) == list(CONTRACT)
-    assert dict(DEFAULTS) == CONTRACT
+def test_defaults_are_exactly_the_contract_in_its_order_then_our_additions() -> None:
+    assert list(DEFAULTS) == list(CONTRACT) + list(ADDITIONS)
+    assert dict(DEFAULTS) == CONTRACT | ADDITIONS
 
 
 def test_empty_mapping_gives_every_default() -> None:
@@ -40,13 +40,15 @@ def test_empty_mapping_gives_every_default() -> None:
         "result_storage_s3_endpoint_url": None,
         "result_storage_gcs_bucket": None,
         "result_storage_gcs_prefix": "django-ray/results",
+        "task_timeout_seconds": None,
+        "schedule": {},
     }
 
 
 def test_every_field_is_named_after_its_key() -> None:
     names = [f.name for f in dataclasses.fields(RaySettings)]
 
-    assert names == [key.lower() for key in CONTRACT]
+    assert names == [key.lower() for key in CONTRACT | ADDITIONS]
 
 
 def test_given_values_are_kept() -> None:

@@ -98,3 +98,20 @@ def test_a_base_longer_than_the_cap_is_kept_as_it_is():
     slow = policy(backoff_seconds=86_400)
 
     assert decide(3, VALUE_ERROR, slow, NOW) == Retry(at=NOW + timedelta(days=1))
+
+
+def test_a_timeout_is_retried_by_the_policy_and_the_denylist_can_name_it():
+    from django_ray.runtime.job import Job, timeout_error
+
+    job = Job(
+        execution_id="e", attempt=1, task_path="app.tasks.slow", args=[], kwargs={}, timeout=5
+    )
+    error = timeout_error(job)
+    assert error["message"] == (
+        "app.tasks.slow ran past its time limit of 5 s (attempt 1) and was stopped on Ray"
+    )
+    assert decide(1, error, policy(backoff_seconds=0), NOW) == Retry(at=NOW)
+    for denied in ("django_ray.exceptions.TaskTimeout", "builtins.TimeoutError"):
+        assert decide(1, error, policy(denylist=frozenset({denied})), NOW) == GiveUp(
+            f"{denied} is in RETRY_EXCEPTION_DENYLIST"
+        )

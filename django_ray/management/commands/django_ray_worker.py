@@ -71,6 +71,12 @@ class Command(BaseCommand):
             help="Address for --metrics-port (default 127.0.0.1; 0.0.0.0 for every interface).",
         )
         parser.add_argument(
+            "--schedule",
+            action="store_true",
+            help="Also enqueue the runs of DJANGO_RAY['SCHEDULE'] as they come due (any number "
+            "of workers may: each due time is enqueued once).",
+        )
+        parser.add_argument(
             "--burst",
             action="store_true",
             help="Exit once no claimable task is left and nothing is in flight.",
@@ -119,7 +125,28 @@ class Command(BaseCommand):
         stop = threading.Event()
         if threading.current_thread() is threading.main_thread():
             _stop_on_signals(stop)
-        worker.run(stop)
+        scheduler = _scheduler(settings) if options["schedule"] else None
+        try:
+            worker.run(stop)
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+
+
+def _scheduler(settings: Any) -> Any:
+    """Start enqueueing the schedule's due runs (in a thread); None if it has no entries."""
+    from django_ray.scheduling.entries import entries
+    from django_ray.scheduling.scheduler import Scheduler
+
+    scheduled = entries(settings.schedule)
+    if not scheduled:
+        logging.getLogger("django_ray.schedule").warning(
+            "--schedule given, but DJANGO_RAY['SCHEDULE'] has no entries: nothing to enqueue"
+        )
+        return None
+    scheduler = Scheduler(scheduled, grace_seconds=settings.worker_lease_seconds)
+    scheduler.start()
+    return scheduler
 
 
 def _stop_on_signals(stop: threading.Event) -> None:
