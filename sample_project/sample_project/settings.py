@@ -139,6 +139,10 @@ DJANGO_RAY = {
     "DEFAULT_CONCURRENCY": 4,
     # One attempt unless a task asks for more (demo.tasks.flaky does).
     "MAX_TASK_ATTEMPTS": 1,
+    # Enqueued by workers started with --schedule (run_demo's worker is).
+    "SCHEDULE": {
+        "task-counts": {"task": "demo.tasks.task_counts", "every": 2},
+    },
 }
 # Links from the admin to the Ray dashboard (e.g. http://127.0.0.1:8265).
 RAY_DASHBOARD_URL = os.environ.get("RAY_DASHBOARD_URL") or None

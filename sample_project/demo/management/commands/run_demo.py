@@ -6,8 +6,10 @@ import time
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.tasks import default_task_backend
+from django.utils import timezone
 
 from demo import tasks
+from django_ray.models import TaskExecution
 
 
 class Command(BaseCommand):
@@ -25,8 +27,14 @@ class Command(BaseCommand):
             tasks.flaky.enqueue(1),
         ]
         self.stdout.write(f"Enqueued {len(results)} tasks; running a worker until they finish.")
-        started = time.monotonic()
-        call_command("django_ray_worker", "--ray-core", "--burst", verbosity=options["verbosity"])
+        started, since = time.monotonic(), timezone.now()
+        call_command(
+            "django_ray_worker",
+            "--ray-core",
+            "--burst",
+            "--schedule",
+            verbosity=options["verbosity"],
+        )
         elapsed = time.monotonic() - started
         self.stdout.write(f"\nWorker done in {elapsed:.1f}s (driver pid {os.getpid()}):\n")
         for result in results:
@@ -39,3 +47,12 @@ class Command(BaseCommand):
                 f"  {result.task.name:<14} {result.args!r:<40} {result.status:<10} "
                 f"{outcome} (attempts: {result.attempts})"
             )
+        runs = TaskExecution.objects.filter(schedule_name="task-counts", enqueued_at__gte=since)
+        runs = runs.order_by("scheduled_for")
+        self.stdout.write(
+            f"\nSchedule task-counts (every 2 s) enqueued {runs.count()} run(s) while the "
+            "worker ran:"
+        )
+        for run in runs[:10]:
+            value = run.result_data if run.state == "SUCCESSFUL" else "-"
+            self.stdout.write(f"  due {run.scheduled_for:%H:%M:%S}  {run.state:<10} {value}")
