@@ -15,6 +15,8 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.sessions",
     "django.contrib.messages",
+    # The browser tests' live server serves the admin's CSS and scripts through it.
+    "django.contrib.staticfiles",
     "django_ray",
     "tests.testapp",
 ]
@@ -38,6 +40,7 @@ TEMPLATES = [
     }
 ]
 ROOT_URLCONF = "tests.urls"
+STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 _engine = os.environ.get("DJANGO_RAY_TEST_DATABASE", "postgres")

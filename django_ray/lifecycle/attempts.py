@@ -178,16 +178,20 @@ def report_ray_status(worker_id: str, ids: Iterable[str], status: str) -> None:
     TaskExecution.objects.held_by(worker_id, ids).update(ray_status=status)
 
 
+def _error_entry(row: TaskExecution, error: dict[str, Any]) -> dict[str, Any]:
+    """The error as the row keeps it: with the attempt, its worker and its Ray handle."""
+    return {**error, "attempt": row.attempt, "worker": row.worker, "ray_handle": row.ray_handle}
+
+
 def _error_fields(row: TaskExecution, error: dict[str, Any], lost: bool) -> dict[str, Any]:
-    entry = {**error, "attempt": row.attempt, "worker": row.worker}
-    fields: dict[str, Any] = {"errors": JSONAppend("errors", entry)}
+    fields: dict[str, Any] = {"errors": JSONAppend("errors", _error_entry(row, error))}
     if lost:
         fields["lost_attempts"] = F("lost_attempts") + 1
     return fields
 
 
 def _remember_error(row: TaskExecution, error: dict[str, Any]) -> None:
-    row.errors = [*row.errors, {**error, "attempt": row.attempt, "worker": row.worker}]
+    row.errors = [*row.errors, _error_entry(row, error)]
 
 
 def _update_owned(row: TaskExecution, **fields: Any) -> bool:

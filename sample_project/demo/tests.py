@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.test import TestCase
 from django.urls import reverse
 
+from demo import tasks
 from demo.catalog import CATALOG
 from django_ray.models import TaskExecution
 from django_ray.testing import drain
@@ -131,6 +132,15 @@ class PageTests(TestCase):
         self.assertContains(page, "Enqueued fibonacci as ")
         self.assertContains(page, '<td class="SUCCESSFUL">SUCCESSFUL</td>', html=True)
         self.assertContains(page, "&#x27;value&#x27;: 55")
+
+    def test_the_page_shows_positional_and_keyword_arguments(self):
+        tasks.ratio.enqueue(22, 7)
+        tasks.word_count.enqueue(text="a b")
+
+        page = self.client.get(reverse("demo:index"))
+
+        self.assertContains(page, "<td><code>22, 7</code></td>", html=True)
+        self.assertContains(page, '<td><code>text="a b"</code></td>', html=True)
 
     def test_a_bad_form_value_is_reported(self):
         response = self.client.post(

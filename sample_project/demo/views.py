@@ -119,12 +119,21 @@ def describe_row(row: TaskExecution) -> dict[str, Any]:
         "queue": row.queue_name,
         "status": row.state,
         "attempts": row.attempt,
+        "args": row.args,
         "kwargs": row.kwargs,
+        "call": call_arguments(row.args, row.kwargs),
         "return_value": row.result_data,
         "error": f"{error['exception_class_path']}: {error['message']}" if error else None,
         "enqueued_at": row.enqueued_at,
         "finished_at": row.finished_at,
     }
+
+
+def call_arguments(args: list[Any], kwargs: dict[str, Any]) -> str:
+    """The arguments as the call was written: ``30``, ``"Ray"``, ``limit=100``, ``22, 7``."""
+    given = [json.dumps(value) for value in args]
+    given += [f"{name}={json.dumps(value)}" for name, value in kwargs.items()]
+    return ", ".join(given)
 
 
 def _entry(name: str) -> Entry:

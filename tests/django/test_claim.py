@@ -148,10 +148,13 @@ def test_an_outcome_from_a_stale_attempt_is_not_recorded():
 def test_a_failure_appends_the_error_of_that_attempt():
     tasks.fail.enqueue("x")
     (row,) = claim(1)
+    row.ray_handle = "h-1"
     error = {"exception_class_path": "builtins.ValueError", "message": "x", "traceback": "tb"}
 
     assert attempts.fail(row, error=error, now=timezone.now()) is True
 
+    recorded = [{**error, "attempt": 1, "worker": "w1", "ray_handle": "h-1"}]
+    assert row.errors == recorded
     row.refresh_from_db()
     assert row.state == "FAILED"
-    assert row.errors == [{**error, "attempt": 1, "worker": "w1"}]
+    assert row.errors == recorded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.urls import reverse
 from django.utils import timezone
 
-from django_ray.admin import execution_time, format_duration, ray_dashboard_url
+from django_ray.admin.changelist import BoundedPaginator, TaskPathFilter
 from django_ray.models import TaskExecution
 from tests.operator.conftest import ADD, execution, grant, lease
 
@@ -18,7 +19,6 @@ pytestmark = pytest.mark.django_db
 
 TASKS = reverse("admin:django_ray_taskexecution_changelist")
 WORKERS = reverse("admin:django_ray_workerlease_changelist")
-CORE_HANDLE = "16310a0f0a45af5cffffffffffffffffffffffff02000000"
 
 
 def act(client, action, rows, **extra):
@@ -36,45 +36,128 @@ def states(rows):
     return [TaskExecution.objects.get(pk=row.pk).state for row in rows]
 
 
-def test_task_list_of_10000_rows_costs_a_fixed_number_of_queries(
-    admin_client, django_assert_num_queries
-):
-    now = timezone.now()
+def bulk_rows(count: int, now=None) -> None:
+    now = now or timezone.now()
     TaskExecution.objects.bulk_create(
         TaskExecution(
-            task_path=ADD,
+            task_path=f"tests.testapp.tasks.t{i % 3}",
             queue_name=("default", "other")[i % 2],
             state=("READY", "RUNNING", "SUCCESSFUL", "FAILED")[i % 4],
             worker=f"w{i % 7}",
+            worker_ids=[f"w{i % 7}"],
             enqueued_at=now - timedelta(seconds=i),
             started_at=now - timedelta(seconds=i) if i % 4 else None,
             finished_at=now if i % 4 > 1 else None,
             errors=[{"exception_class_path": "builtins.ValueError", "traceback": "", "attempt": 1}],
         )
-        for i in range(10_000)
+        for i in range(count)
     )
 
+
+@pytest.mark.parametrize("count", [5, 200])
+def test_task_list_costs_the_same_queries_whatever_the_rows(
+    admin_client, django_assert_num_queries, count
+):
+    bulk_rows(count)
     ContentType.objects.clear_cache()  # counted the same whatever ran before
 
-    # session, user, page count, the page, distinct queues, distinct task paths
-    with django_assert_num_queries(6):
-        response = admin_client.get(TASKS)
+    # session, user, the bounded count, the page, recent queues, recent task paths
+    with django_assert_num_queries(6) as queries:
+        response = admin_client.get(TASKS, {"enqueued": "24h"})
 
     assert response.status_code == 200
     changelist = response.context["cl"]
-    assert (changelist.result_count, len(changelist.result_list)) == (10_000, 100)
+    assert (changelist.result_count, len(changelist.result_list)) == (count, min(count, 100))
+    # No query reads the whole table: the count and both filters' lookups stop at a LIMIT.
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert [bool(re.search(r"LIMIT 10001\b", s)) for s in sql if "COUNT(" in s] == [True]
+    assert sum(bool(re.search(r"LIMIT 1000\b", s)) for s in sql) == 2
+    # Facet counts (a COUNT per filter choice) are never offered, even when asked for.
+    with django_assert_num_queries(6):
+        assert admin_client.get(TASKS, {"_facets": "True"}).status_code == 200
 
 
-def test_task_detail_costs_a_fixed_number_of_queries(admin_client, django_assert_num_queries):
-    row = execution(state="FAILED", errors=[{"exception_class_path": "x.E", "attempt": 1}] * 50)
+def test_task_list_shows_the_short_task_as_the_link_and_relative_times(admin_client):
+    now = timezone.now()
+    row = execution(
+        task_path="tests.testapp.tasks.echo",
+        state="FAILED",
+        attempt=2,
+        enqueued_at=now - timedelta(minutes=3, seconds=5),
+        started_at=now - timedelta(minutes=2),
+        finished_at=now - timedelta(seconds=5),
+    )
 
-    ContentType.objects.clear_cache()
+    response = admin_client.get(TASKS)
 
-    # session, user, the row, its content type (for the history link)
-    with django_assert_num_queries(4):
-        response = admin_client.get(reverse("admin:django_ray_taskexecution_change", args=[row.pk]))
+    html = response.content.decode()
+    change = reverse("admin:django_ray_taskexecution_change", args=[row.pk])
+    assert (
+        f'<th class="field-task"><a href="{change}">'
+        '<span title="tests.testapp.tasks.echo">tasks.echo</span></a></th>'
+    ) in html
+    assert '<td class="field-status"><strong style="color: #ba2121">FAILED</strong></td>' in html
+    assert '<td class="field-attempt">2</td>' in html
+    assert ">3\xa0minutes ago</span></td>" in html
+    assert ">2\xa0minutes ago</span></td>" in html
+    assert ">5 s ago</span></td>" in html
+    # Enqueued to finished.
+    assert '<td class="field-duration">3 min 0 s</td>' in html
+    assert 'class="field-id"' not in html  # the id is the link's target, not a column
 
-    assert response.status_code == 200
+
+def test_a_count_past_its_bound_says_more_than(admin_client, monkeypatch):
+    monkeypatch.setattr(BoundedPaginator, "bound", 150)
+    bulk_rows(160)
+
+    response = admin_client.get(TASKS)
+
+    changelist = response.context["cl"]
+    assert (changelist.result_count, changelist.paginator.num_pages) == (150, 2)
+    html = " ".join(response.content.decode().split())
+    assert "More than 150 task executions: counting stops there" in html
+    assert "Select all matching task executions (more than 150)" in html
+    assert admin_client.get(TASKS, {"p": "3"}).status_code == 302  # no page past the bound
+
+    response = admin_client.get(TASKS, {"state__exact": "FAILED"})
+    assert " 40 task executions " in " ".join(response.content.decode().split())
+
+
+def test_filters_by_enqueue_window_and_by_recent_queues_and_tasks(admin_client, monkeypatch):
+    now = timezone.now()
+    old = execution(
+        task_path="tests.testapp.tasks.echo",
+        queue_name="other",
+        enqueued_at=now - timedelta(days=40),
+    )
+    hour = execution(enqueued_at=now - timedelta(minutes=30))
+    day = execution(enqueued_at=now - timedelta(hours=5))
+
+    def listed(**query):
+        response = admin_client.get(TASKS, query)
+        assert response.status_code == 200
+        return {row.pk for row in response.context["cl"].result_list}
+
+    assert listed(enqueued="1h") == {hour.pk}
+    assert listed(enqueued="24h") == {hour.pk, day.pk}
+    assert listed(enqueued="older") == {old.pk}
+    assert listed(queue="other") == {old.pk}
+    assert listed(task="tests.testapp.tasks.echo") == {old.pk}
+
+    # Offered: the values of the latest rows only, and the one chosen.
+    monkeypatch.setattr(TaskPathFilter, "window", 2)
+    response = admin_client.get(TASKS)
+    offered = {
+        spec.title: [c["display"] for c in spec.choices(response.context["cl"])]
+        for spec in response.context["cl"].filter_specs
+    }
+    assert offered["task (recent rows)"] == ["All", ADD]
+    response = admin_client.get(TASKS, {"task": "tests.testapp.tasks.echo"})
+    offered = {
+        spec.title: [c["display"] for c in spec.choices(response.context["cl"])]
+        for spec in response.context["cl"].filter_specs
+    }
+    assert offered["task (recent rows)"] == ["All", ADD, "tests.testapp.tasks.echo"]
 
 
 def test_worker_list_annotates_in_flight_with_one_subquery(admin_client, django_assert_num_queries):
@@ -117,75 +200,6 @@ def test_worker_detail_shows_in_flight_and_liveness(admin_client):
     assert b'<div class="readonly">default, other</div>' in response.content
     assert b'<div class="readonly">alive</div>' in response.content
     assert b'<div class="readonly">1</div>' in response.content
-
-
-def test_task_detail_shows_attempts_result_pointer_and_dashboard_link(admin_client, monkeypatch):
-    monkeypatch.setenv("RAY_DASHBOARD_URL", "http://127.0.0.1:8265/")
-    row = execution(
-        state="SUCCESSFUL",
-        runner="ray_job",
-        ray_handle="exec-1-attempt-2",
-        attempt=2,
-        args=[1, "<b>"],
-        kwargs={"flag": True},
-        result_reference={"backend": "digest", "size": 2048, "sha256": "ab12"},
-        errors=[
-            {
-                "exception_class_path": "builtins.ValueError",
-                "message": "bad <input>",
-                "traceback": "Traceback (most recent call last):\nValueError: bad <input>",
-                "attempt": 1,
-                "worker": "w1",
-            }
-        ],
-    )
-
-    response = admin_client.get(reverse("admin:django_ray_taskexecution_change", args=[row.pk]))
-
-    html = response.content.decode()
-    assert (
-        "<p><strong>Attempt 1</strong> on w1: <code>builtins.ValueError</code>: bad &lt;input&gt;"
-        "</p><pre>Traceback (most recent call last):\nValueError: bad &lt;input&gt;</pre>"
-    ) in html
-    assert "<pre>[\n  1,\n  &quot;&lt;b&gt;&quot;\n]</pre>" in html
-    assert "<pre>{\n  &quot;flag&quot;: true\n}</pre>" in html
-    assert (
-        "Stored outside the row:<pre>{\n  &quot;backend&quot;: &quot;digest&quot;,\n"
-        "  &quot;sha256&quot;: &quot;ab12&quot;,\n  &quot;size&quot;: 2048\n}</pre>"
-    ) in html
-    assert (
-        '<a href="http://127.0.0.1:8265/#/jobs/exec-1-attempt-2" target="_blank" '
-        'rel="noopener">http://127.0.0.1:8265/#/jobs/exec-1-attempt-2</a>'
-    ) in html
-
-
-def test_dashboard_links_per_runner(monkeypatch, settings):
-    monkeypatch.delenv("RAY_DASHBOARD_URL", raising=False)
-    core = TaskExecution(runner="ray_core", ray_handle=CORE_HANDLE)
-    job = TaskExecution(runner="ray_job", ray_handle="abc")
-    assert ray_dashboard_url(core) is None
-
-    monkeypatch.setenv("RAY_DASHBOARD_URL", "http://127.0.0.1:8265")
-    assert ray_dashboard_url(core) == f"http://127.0.0.1:8265/#/jobs/02000000/tasks/{CORE_HANDLE}"
-    assert ray_dashboard_url(job) == "http://127.0.0.1:8265/#/jobs/abc"
-    assert ray_dashboard_url(TaskExecution(runner="ray_job")) is None
-    assert ray_dashboard_url(TaskExecution(runner="ray_core", ray_handle="not-a-task-id")) is None
-
-    settings.RAY_DASHBOARD_URL = "https://ray.example.internal/"
-    assert ray_dashboard_url(job) == "https://ray.example.internal/#/jobs/abc"
-
-
-def test_duration_is_computed_from_the_timestamps():
-    now = timezone.now()
-    started = now - timedelta(seconds=75)
-    assert format_duration(execution_time(TaskExecution(), now)) == "-"
-    assert (
-        format_duration(execution_time(TaskExecution(started_at=started, state="RUNNING"), now))
-        == "1 min 15 s"
-    )
-    finished = TaskExecution(started_at=started, finished_at=started + timedelta(seconds=2.25))
-    assert format_duration(execution_time(finished, now)) == "2.2 s"
-    assert format_duration(timedelta(hours=2, minutes=5, seconds=9)) == "2 h 5 min"
 
 
 def test_search_by_id_and_task_path_and_filter_by_state(admin_client):
