@@ -62,6 +62,8 @@ class TaskExecution(models.Model):
     worker_ids = models.JSONField(default=list)
     runner = models.CharField(max_length=10, choices=Runner.choices, blank=True, default="")
     ray_handle = models.CharField(max_length=128, blank=True, default="")
+    # The Ray node the last attempt that reported ran on (hex node id; "" unknown).
+    ray_node = models.CharField(max_length=64, blank=True, default="")
     # What Ray last said about the attempt (e.g. PENDING while it waits for
     # resources), as seen by the worker monitoring it.
     ray_status = models.CharField(max_length=32, blank=True, default="")

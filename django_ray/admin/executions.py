@@ -49,6 +49,7 @@ _EXECUTION_FIELDS = (
     "lost_attempts",
     "worker",
     "runner",
+    "ray_node",
     "ray_handle",
     "ray_status",
     "ray_dashboard",

@@ -29,6 +29,8 @@ class Attempt:
 
     number: int
     worker: str
+    node: str
+    """The Ray node it ran on (hex id; "" when unknown, as for an attempt lost with it)."""
     ray_handle: str
     dashboard_url: str | None
     errors: tuple[AttemptError, ...]
@@ -64,6 +66,7 @@ def _attempt(row: TaskExecution, number: int, errors: list[dict[str, Any]]) -> A
     return Attempt(
         number=number,
         worker=worker or _first(errors, "worker"),
+        node=_first(errors, "node") or (row.ray_node if last else ""),
         ray_handle=handle,
         dashboard_url=ray_dashboard_url(handle, row.runner),
         errors=tuple(

@@ -179,8 +179,15 @@ def report_ray_status(worker_id: str, ids: Iterable[str], status: str) -> None:
 
 
 def _error_entry(row: TaskExecution, error: dict[str, Any]) -> dict[str, Any]:
-    """The error as the row keeps it: with the attempt, its worker and its Ray handle."""
-    return {**error, "attempt": row.attempt, "worker": row.worker, "ray_handle": row.ray_handle}
+    """The error as the row keeps it: with the attempt, its worker, its Ray handle and the
+    Ray node it ran on ("" when unknown: a lost attempt does not say)."""
+    return {
+        **error,
+        "attempt": row.attempt,
+        "worker": row.worker,
+        "ray_handle": row.ray_handle,
+        "node": row.ray_node,
+    }
 
 
 def _error_fields(row: TaskExecution, error: dict[str, Any], lost: bool) -> dict[str, Any]:
@@ -201,6 +208,8 @@ def _update_owned(row: TaskExecution, **fields: Any) -> bool:
     attempt was adopted by another can no longer write over it.
     """
     fields.setdefault("monitor_heartbeat_at", None)
+    if row.ray_node:  # where the attempt ran, as its outcome said
+        fields.setdefault("ray_node", row.ray_node)
     if row.ray_handle:  # the worker may not have written it yet (see the worker loop)
         fields.setdefault("ray_handle", row.ray_handle)
     owned = TaskExecution.objects.owned_by(row.pk, row.attempt, row.claim_token)

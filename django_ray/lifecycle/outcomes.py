@@ -39,6 +39,7 @@ def apply_outcome(row: TaskExecution, outcome: Outcome, now: datetime) -> bool:
 
     Returns False, changing nothing, when the attempt no longer owns the row.
     """
+    row.ray_node = outcome.node
     if outcome.succeeded:
         return attempts.succeed(row, value=outcome.value, reference=outcome.reference, now=now)
     assert outcome.error is not None
@@ -76,6 +77,7 @@ def record_outcomes(
             if outcome.recorded:
                 recorded.append((_reload(row), outcome))
             elif outcome.succeeded and row.cancelled_at is None:
+                row.ray_node = outcome.node
                 successes.append((row, outcome))  # the common case: recorded in one batch
             elif record_safely(row, outcome, now):
                 recorded.append((row, outcome))

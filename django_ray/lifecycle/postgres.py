@@ -163,15 +163,25 @@ def succeed(
     worker; returns the ids recorded."""
     table = rows.model._meta.db_table
     columns = _columns(
-        (row.pk, row.attempt, row.claim_token, row.worker, row.ray_handle, _json(v), _json(r))
+        (
+            row.pk,
+            row.attempt,
+            row.claim_token,
+            row.worker,
+            row.ray_handle,
+            row.ray_node,
+            _json(v),
+            _json(r),
+        )
         for row, v, r in items
     )
     sql = (
         f"UPDATE \"{table}\" AS t SET state = 'SUCCESSFUL', finished_at = %s, "
         "monitor_heartbeat_at = NULL, result_data = v.result, result_reference = v.ref, "
-        "ray_handle = v.handle "
+        "ray_handle = v.handle, ray_node = COALESCE(NULLIF(v.node, ''), t.ray_node) "
         "FROM unnest(%s::uuid[], %s::integer[], %s::uuid[], %s::text[], %s::text[], "
-        "%s::jsonb[], %s::jsonb[]) AS v(id, attempt, token, worker, handle, result, ref) "
+        "%s::text[], %s::jsonb[], %s::jsonb[]) "
+        "AS v(id, attempt, token, worker, handle, node, result, ref) "
         "WHERE t.id = v.id AND t.attempt = v.attempt AND t.claim_token = v.token "
         "AND t.worker = v.worker AND t.state = 'RUNNING' RETURNING t.id"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -51,16 +52,36 @@ def run_job(job: Job) -> Outcome:
     except KeyboardInterrupt:
         raise  # how Ray cancels a task: let Ray see it
     except BaseException as exc:
-        return Outcome.failure(job, exc)
+        return dataclasses.replace(Outcome.failure(job, exc), node=node_id())
     return Outcome(
         execution_id=job.execution_id,
         attempt=job.attempt,
         value=stored.inline,
         reference=stored.reference,
+        node=node_id(),
     )
 
 
-def run_packed(packed: Sequence[Any]) -> tuple[Any, Any, Any]:
+_node: list[str] = []  # once known: a process never changes node
+
+
+def node_id() -> str:
+    """The Ray node this process runs on ("" outside Ray, e.g. a Ray Job's driver)."""
+    if _node:
+        return _node[0]
+    import ray
+
+    if not ray.is_initialized():
+        return ""
+    try:
+        found = str(ray.get_runtime_context().get_node_id() or "")
+    except Exception:  # no node to tell: the attempt's node stays unknown
+        return ""
+    _node.append(found)
+    return found
+
+
+def run_packed(packed: Sequence[Any]) -> tuple[Any, Any, Any, str]:
     """Ray Core's entry point: ``run_job`` on a packed ``Job``, its ``Outcome`` packed."""
     return run_job(Job.unpack(packed)).pack()
 

@@ -117,24 +117,27 @@ class Outcome:
     # The attempt recorded itself in the database (a Ray Job's entrypoint does);
     # the worker only reads what was recorded.
     recorded: bool = False
+    # The Ray node the attempt ran on, as the Ray worker saw it ("" when unknown).
+    node: str = ""
 
     @property
     def succeeded(self) -> bool:
         return self.error is None
 
-    def pack(self) -> tuple[Any, Any, Any]:
+    def pack(self) -> tuple[Any, Any, Any, str]:
         """What a Ray Core task sends back: the job it belongs to is known to the worker."""
-        return (self.value, self.reference, self.error)
+        return (self.value, self.reference, self.error, self.node)
 
     @classmethod
     def unpack(cls, job: Job, packed: Sequence[Any]) -> Outcome:
-        value, reference, error = packed
+        value, reference, error, node = packed
         return cls(
             execution_id=job.execution_id,
             attempt=job.attempt,
             value=value,
             reference=reference,
             error=error,
+            node=node,
         )
 
     @classmethod

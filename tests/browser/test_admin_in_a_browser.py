@@ -118,6 +118,8 @@ def test_an_operator_reads_a_failure_retries_it_and_cancels_a_run(
     history = driver.find_elements(By.CSS_SELECTOR, "#attempts tr.attempt")
     assert [row.find_element(By.CSS_SELECTOR, "td").text for row in history] == ["1", "2"]
     handles = [error["ray_handle"] for error in failed.errors]
+    (ray_node,) = {error["node"] for error in failed.errors}  # one node: the session's
+    assert len(ray_node) == 56 and failed.ray_node == ray_node
     assert len(set(handles)) == 2 and all(handles)
     outcomes = ["failed, then retried", "FAILED"]
     for row, worker, handle, outcome in zip(
@@ -125,8 +127,9 @@ def test_an_operator_reads_a_failure_retries_it_and_cancels_a_run(
     ):
         cells = [cell.text for cell in row.find_elements(By.TAG_NAME, "td")]
         assert cells[1] == worker
-        assert cells[2].splitlines() == [handle, "Ray dashboard"]
-        assert cells[3].splitlines() == [
+        assert cells[2] == f"{ray_node[:12]}…"  # the node each attempt said it ran on
+        assert cells[3].splitlines() == [handle, "Ray dashboard"]
+        assert cells[4].splitlines() == [
             "builtins.ValueError: the disk is full",
             "Traceback",
             outcome,

@@ -153,7 +153,7 @@ def test_a_failure_appends_the_error_of_that_attempt():
 
     assert attempts.fail(row, error=error, now=timezone.now()) is True
 
-    recorded = [{**error, "attempt": 1, "worker": "w1", "ray_handle": "h-1"}]
+    recorded = [{**error, "attempt": 1, "worker": "w1", "ray_handle": "h-1", "node": ""}]
     assert row.errors == recorded
     row.refresh_from_db()
     assert row.state == "FAILED"

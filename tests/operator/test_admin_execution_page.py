@@ -31,6 +31,9 @@ def page(client, row) -> str:
     return response.content.decode()
 
 
+NODE_A, NODE_B = "a1" * 28, "b2" * 28  # Ray node ids are 28 bytes, in hex
+
+
 def history(html: str) -> list[str]:
     """The history table's rows, as text with the tags and extra whitespace left out."""
     table = html[html.index('<fieldset class="module" id="attempts">') :]
@@ -56,18 +59,22 @@ def test_two_attempts_show_in_order_with_their_workers_handles_and_outcomes(
     first = run_attempt("w1", CORE_HANDLE)
     trace = 'Traceback (most recent call last):\n  File "t.py", line 1\nConnectionError: <gone>\n'
     error = error_data(ConnectionError("database <gone>"), traceback=trace)
+    first.ray_node = NODE_A  # as apply_outcome sets it from the attempt's outcome
     attempts.retry(first, error=error, run_after=timezone.now())
     second = run_attempt("w2", CORE_HANDLE_2)
+    second.ray_node = NODE_B
     attempts.succeed(second, value=3, now=timezone.now())
 
     html = page(admin_client, second)
 
     assert history(html) == [
-        f"1 w1 {CORE_HANDLE} Ray dashboard builtins.ConnectionError: database <gone> "
+        f"1 w1 {NODE_A[:12]}… {CORE_HANDLE} Ray dashboard "
+        "builtins.ConnectionError: database <gone> "
         'Traceback Traceback (most recent call last): File "t.py", line 1 '
         "ConnectionError: <gone> failed, then retried",
-        f"2 w2 {CORE_HANDLE_2} Ray dashboard SUCCESSFUL",
+        f"2 w2 {NODE_B[:12]}… {CORE_HANDLE_2} Ray dashboard SUCCESSFUL",
     ]
+    assert f'<code title="{NODE_A}">' in html and f'<code title="{NODE_B}">' in html
     # The traceback is folded; each attempt links to its own task page.
     assert (
         "<details><summary>Traceback</summary><pre>Traceback (most recent call last):\n"
@@ -95,8 +102,8 @@ def test_older_errors_without_a_handle_and_a_waiting_retry(admin_client, monkeyp
     html = page(admin_client, row)
 
     assert history(html) == [
-        "1 w1 - x.Lost: worker died failed, then retried",
-        "2 w2 job-2 x.E: m waiting for its retry",
+        "1 w1 - - x.Lost: worker died failed, then retried",
+        "2 w2 - job-2 x.E: m waiting for its retry",
     ]
     assert "<details>" not in html  # no traceback, nothing to fold
     assert "Ray dashboard</a>" not in html  # no RAY_DASHBOARD_URL
@@ -110,9 +117,9 @@ def test_a_cancelled_wait_and_a_running_attempt(admin_client):
     running = execution(state="RUNNING", attempt=1, worker_ids=["w1"], ray_handle="h")
 
     assert history(page(admin_client, cancelled)) == [
-        "before the first - - django_ray.cancel.TaskCancelled FAILED"
+        "before the first - - - django_ray.cancel.TaskCancelled FAILED"
     ]
-    assert history(page(admin_client, running)) == ["1 w1 h RUNNING"]
+    assert history(page(admin_client, running)) == ["1 w1 - h RUNNING"]
     assert "<p>Not attempted yet.</p>" in page(admin_client, execution(state="READY"))
 
 

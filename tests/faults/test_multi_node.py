@@ -1,0 +1,97 @@
+"""Placement on a multi-node Ray cluster (a head and two worker nodes, all on 127.0.0.1),
+checked through the node each attempt records on its row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from django_ray.models import TaskExecution
+from tests.faults.helpers import started_pids, wait_for
+from tests.multi_node import MultiNodeCluster
+from tests.ray_cluster import _free_port_slot
+from tests.testapp import tasks
+
+pytestmark = [pytest.mark.ray, pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture(scope="module")
+def three_nodes() -> Iterator[MultiNodeCluster]:
+    """Head: 1 CPU. Node "wide": 2 CPUs. Node "special": 1 CPU and the resource
+    ``special``. All on 127.0.0.1, each a raylet of its own."""
+    cluster = MultiNodeCluster(
+        {
+            "head": {"num_cpus": 1},
+            "wide": {"num_cpus": 2},
+            "special": {"num_cpus": 1, "resources": {"special": 1}},
+        },
+        dashboard_port=_free_port_slot(),
+    )
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def test_resources_num_cpus_and_spreading_decide_the_node(spawn, markers, three_nodes):
+    node = three_nodes.node_ids
+    spawn(cluster=three_nodes, runner="ray_core", concurrency=8).worker_id()
+
+    special = [tasks.where_am_i.using(resources={"special": 1}).enqueue() for _ in range(3)]
+    wide = [tasks.where_am_i.using(num_cpus=2).enqueue() for _ in range(3)]
+    # Four one-CPU tasks at once fill the cluster's four CPUs: every node takes some.
+    spread = [
+        tasks.started_then_sleep.using(num_cpus=1).enqueue(str(markers), "spread", 4)
+        for _ in range(4)
+    ]
+    ids = [result.id for result in special + wide + spread]
+    wait_for(
+        lambda: TaskExecution.objects.filter(pk__in=ids, state="SUCCESSFUL").count() == len(ids),
+        120,
+        "every task to succeed",
+    )
+
+    def nodes_of(results: list) -> list[str]:
+        rows = TaskExecution.objects.filter(pk__in=[result.id for result in results])
+        return sorted(rows.values_list("ray_node", flat=True))
+
+    assert nodes_of(special) == [node["special"]] * 3
+    assert nodes_of(wide) == [node["wide"]] * 3
+    assert set(nodes_of(spread)) == set(node.values())
+
+
+def test_a_killed_node_loses_its_attempts_once_and_they_run_again_elsewhere(
+    spawn, markers, three_nodes
+):
+    node = three_nodes.node_ids
+    spawn(cluster=three_nodes, runner="ray_core", concurrency=8).worker_id()
+    # One-CPU tasks fill the four CPUs; one of them runs on "special" (its only CPU).
+    results = [
+        tasks.started_then_sleep.using(num_cpus=1, max_attempts=3).enqueue(
+            str(markers), "node-death", 8
+        )
+        for _ in range(4)
+    ]
+    wait_for(lambda: len(started_pids(markers, "node-death")) == 4, 90, "all four to start")
+
+    three_nodes.kill("special")
+
+    ids = [result.id for result in results]
+    wait_for(
+        lambda: TaskExecution.objects.filter(pk__in=ids, state="SUCCESSFUL").count() == 4,
+        120,
+        "every task to succeed on the surviving nodes",
+    )
+    rows = TaskExecution.objects.filter(pk__in=ids)
+    lost = [row for row in rows if row.attempt > 1]
+    print(
+        f"\n[node death] {[(row.attempt, [e['message'][:80] for e in row.errors]) for row in rows]}"
+    )
+    assert len(lost) == 1  # the one attempt that ran on the dead node
+    (row,) = lost
+    assert (row.attempt, row.lost_attempts) == (2, 1)
+    assert "node died" in row.errors[0]["message"]
+    assert row.ray_node in {node["head"], node["wide"]}
+    assert {r.attempt for r in rows if r is not row} == {1}
