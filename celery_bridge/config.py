@@ -3,13 +3,13 @@
 Precedence, the same for every value: ``DJANGO_RAY`` when Django is configured
 with ``django_ray`` installed, else the Celery config (``django_ray_*`` keys;
 ``CELERY_DJANGO_RAY_*`` in Django settings loaded with ``namespace="CELERY"``),
-else the environment (``RAY_ADDRESS``), else django-ray's defaults.
+then, for the address either way, the environment (``RAY_ADDRESS``), then
+django-ray's defaults.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,8 +18,10 @@ from celery.exceptions import ImproperlyConfigured
 
 from celery_bridge.blueprint import APP_PATH, CONNECTION_KEYS, capture, connection_value
 from celery_bridge.remote import AppSpec
+from django_ray.addresses import SETTING
 from django_ray.conf import DEFAULTS
 from django_ray.retry import RetryPolicy
+from django_ray.runtime.connection import choose_address
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -72,10 +74,15 @@ def bridge_settings(app: Celery) -> BridgeSettings:
     conf = app.conf
     django = django_ray_settings()
     if django is not None:
-        address, runtime_env = django.ray_address, dict(django.ray_runtime_env)
+        configured = (SETTING, django.ray_address)
+        runtime_env = dict(django.ray_runtime_env)
     else:
-        address = conf.get("django_ray_address") or os.environ.get("RAY_ADDRESS") or None
+        configured = ("django_ray_address", conf.get("django_ray_address") or None)
         runtime_env = dict(conf.get("django_ray_runtime_env") or {})
+    try:
+        address = choose_address(configured)
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from exc
     return BridgeSettings(
         ray_address=address,
         runtime_env=runtime_env,

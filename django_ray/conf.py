@@ -52,6 +52,8 @@ DEFAULTS: Mapping[str, Any] = MappingProxyType(
         # Beyond the contract: django-ray's own.
         "TASK_TIMEOUT_SECONDS": None,
         "SCHEDULE": {},
+        "RAY_JOB_MAX_RUNNING": 32,
+        "RAY_JOB_DELETE_FINISHED": False,
     }
 )
 """Every ``DJANGO_RAY`` key and its default; the only place a default is written."""
@@ -106,6 +108,8 @@ _CHECKS: Mapping[str, checks.Check] = {
     "RESULT_STORAGE_GCS_PREFIX": _text,
     "TASK_TIMEOUT_SECONDS": checks.optional(checks.integer_at_least(1, "positive")),
     "SCHEDULE": lambda value: None,  # entry by entry, in _problems()
+    "RAY_JOB_MAX_RUNNING": checks.integer_at_least(1, "positive"),
+    "RAY_JOB_DELETE_FINISHED": checks.of_type((bool,), "True or False"),
 }
 _LOCATION_KEYS = {
     "filesystem": "RESULT_STORAGE_FILESYSTEM_PATH",
@@ -166,6 +170,8 @@ class RaySettings:
     result_storage_gcs_prefix: str
     task_timeout_seconds: int | None
     schedule: Mapping[str, Mapping[str, Any]]
+    ray_job_max_running: int
+    ray_job_delete_finished: bool
 
     @property
     def ray_address_kind(self) -> RayAddressKind:

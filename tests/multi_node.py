@@ -7,7 +7,8 @@ primary address. ``ray.cluster_utils.Cluster`` starts the nodes itself, on 127.0
 it runs here in a child process of its own (``python -m tests.multi_node SPEC``), away
 from the test process's own Ray connection. It prints one JSON line (the address, the
 dashboard, each node's id) and then obeys lines on stdin: ``kill NAME`` (SIGKILL the
-node's raylet and every process under it), ``stop``.
+node's raylet and every process under it), ``add NAME SPEC`` (a node joins; the answer
+is its id), ``stop``.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ class MultiNodeCluster:
         """Node death: SIGKILL the node's raylet and all its processes; returns once done."""
         self._say(f"kill {name}")
 
+    def add(self, name: str, num_cpus: int, resources: Mapping[str, float] | None = None) -> str:
+        """A node joins the running cluster; returns its node id once it is up."""
+        spec = {"num_cpus": num_cpus, "resources": dict(resources or {})}
+        answer = self._say(f"add {name} {json.dumps(spec)}", expect="ok ")
+        self.node_ids[name] = answer.removeprefix("ok ")
+        return self.node_ids[name]
+
     def stop(self) -> None:
         if self._process is None:
             return
@@ -74,13 +82,14 @@ class MultiNodeCluster:
             self._process.wait()
         self._process = None
 
-    def _say(self, command: str) -> None:
+    def _say(self, command: str, expect: str = "ok") -> str:
         assert self._process is not None and self._process.stdin and self._process.stdout
         self._process.stdin.write(command + "\n")
         self._process.stdin.flush()
         answer = self._process.stdout.readline().strip()
-        if answer != "ok":
+        if not answer.startswith(expect):
             raise RuntimeError(f"{command!r}: {answer or 'the cluster process ended'}")
+        return answer
 
 
 def _descendants(pid: int) -> list[int]:
@@ -113,10 +122,15 @@ def main(spec_text: str) -> None:
         },
     )
     nodes = {head_name: cluster.head_node}
-    for name, args in others:
+
+    def add(name: str, args: dict[str, Any]) -> Any:
         nodes[name] = cluster.add_node(
             num_cpus=args["num_cpus"], resources=args.get("resources", {}), node_ip_address=HOST
         )
+        return nodes[name]
+
+    for name, args in others:
+        add(name, args)
     cluster.wait_for_nodes()
     ready = {
         "address": cluster.address,
@@ -126,10 +140,15 @@ def main(spec_text: str) -> None:
     print(json.dumps(ready), flush=True)
     try:
         for line in sys.stdin:
-            command, _, name = line.strip().partition(" ")
+            command, _, rest = line.strip().partition(" ")
+            name, _, args = rest.partition(" ")
             if command == "stop":
                 break
-            if command == "kill" and name in nodes:
+            if command == "add" and name not in nodes:
+                node = add(name, json.loads(args))
+                cluster.wait_for_nodes()
+                print(f"ok {node.node_id}", flush=True)
+            elif command == "kill" and name in nodes:
                 for pid in _node_pids(nodes.pop(name)):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)

@@ -173,6 +173,13 @@ def beat(worker_id: str, ids: Iterable[str], now: datetime) -> None:
     TaskExecution.objects.held_by(worker_id, ids).update(monitor_heartbeat_at=now)
 
 
+def note_node(row: TaskExecution, attempt: int, node: str) -> None:
+    """The Ray node an attempt that recorded itself ran on (a Ray Job's driver cannot tell;
+    the worker learns it from Ray), while no later attempt has begun."""
+    if node:
+        TaskExecution.objects.filter(pk=row.pk, attempt=attempt).update(ray_node=node)
+
+
 def report_ray_status(worker_id: str, ids: Iterable[str], status: str) -> None:
     """What Ray last said of these attempts (e.g. PENDING while they wait for resources)."""
     TaskExecution.objects.held_by(worker_id, ids).update(ray_status=status)

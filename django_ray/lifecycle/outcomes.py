@@ -75,6 +75,7 @@ def record_outcomes(
             if outcome.recorded:
                 outcome = _unless_recorded(row, outcome)
             if outcome.recorded:
+                attempts.note_node(row, outcome.attempt, outcome.node)
                 recorded.append((_reload(row), outcome))
             elif outcome.succeeded and row.cancelled_at is None:
                 row.ray_node = outcome.node

@@ -14,7 +14,7 @@ import socket
 import tempfile
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from importlib import metadata
 
@@ -22,6 +22,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections
 from django.db.migrations.executor import MigrationExecutor
 
+from django_ray.addresses import SETTING, choose_ray_address
 from django_ray.conf import (
     DjangoRaySettingsError,
     RaySettings,
@@ -57,7 +58,7 @@ def run_checks(database: str = "default", timeout: float = 2.0) -> list[Check]:
         skipped = "not checked: DJANGO_RAY is invalid."
         checks += [Check("ray", Level.WARN, skipped), Check("storage", Level.WARN, skipped)]
     else:
-        checks += [check_ray(settings.ray_address, timeout), check_storage(settings)]
+        checks += [check_chosen_ray(settings.ray_address, timeout), check_storage(settings)]
     return checks
 
 
@@ -102,6 +103,20 @@ def check_migrations(alias: str) -> Check:
             "run: manage.py migrate",
         )
     return Check("migrations", Level.OK, "every django_ray migration is applied.")
+
+
+def check_chosen_ray(configured: str | None, timeout: float) -> Check:
+    """:func:`check_ray` for the address a worker would choose: the setting, else the
+    ``RAY_ADDRESS`` environment variable of this process."""
+    try:
+        chosen = choose_ray_address([(SETTING, configured)], os.environ)
+    except ValueError as error:
+        return Check("ray", Level.FAIL, str(error), "fix or unset RAY_ADDRESS here.")
+    check = check_ray(chosen.address, timeout)
+    if chosen.source in (SETTING, None):
+        return check
+    where = f"The address comes from {chosen.source}, as {SETTING} is unset."
+    return replace(check, detail=f"{check.detail} {where}")
 
 
 def check_ray(address: str | None, timeout: float) -> Check:

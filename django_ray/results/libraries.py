@@ -27,14 +27,16 @@ def missing_library_problem(backend: str) -> str | None:
     """Why ``backend`` cannot work here (its client library is missing), or None when it can.
 
     The sentence follows the setting's name, as in ``DJANGO_RAY["RESULT_STORAGE_BACKEND"] is
-    "s3", but boto3 is not installed; run: pip install "django-ray[s3]".``
+    "s3", but boto3 is not installed; run: pip install boto3 (django-ray's "s3" extra).``
+    It names the library, not ``django-ray[s3]``: on PyPI the name django-ray belongs to an
+    unrelated project.
     """
     library = LIBRARIES.get(backend)
     if library is None or _importable(library.module):
         return None
     return (
         f'is "{backend}", but {library.distribution} is not installed; '
-        f'run: pip install "django-ray[{library.extra}]".'
+        f'run: pip install {library.distribution} (django-ray\'s "{library.extra}" extra).'
     )
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from django_ray.addresses import classify_ray_address
+from django_ray.addresses import choose_ray_address, classify_ray_address
 
 logger = logging.getLogger("django_ray.runtime")
 
@@ -50,10 +50,23 @@ def worker_runtime_env(runtime_env: Mapping[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def choose_address(*choices: tuple[str, str | None]) -> str | None:
+    """The address to connect to: the first set of ``choices`` (``(where, value)``), else
+    the ``RAY_ADDRESS`` environment variable, else None (embedded); logged with its source.
+
+    Raises ``ValueError`` when the variable is read and holds no Ray address.
+    """
+    chosen = choose_ray_address(choices, os.environ)
+    logger.info("%s", chosen.describe())
+    return chosen.address
+
+
 def connect(address: str | None, runtime_env: Mapping[str, Any], *, dashboard: bool = False) -> str:
     """Connect this process to Ray once, and return a description of where.
 
-    ``None`` starts a local Ray inside this process (the embedded default);
+    ``address`` is what :func:`choose_address` returned, the ``RAY_ADDRESS`` environment
+    variable already considered: ``None`` starts a local Ray inside this process (the
+    embedded default, with ``address="local"`` so Ray does not read the variable again);
     ``"auto"`` joins a cluster already running on this machine; ``host:port``
     and ``ray://host:port`` join that cluster. A Jobs API address
     (``http(s)://``) cannot run Ray Core tasks.

@@ -2,17 +2,21 @@
 
 The job's entrypoint (``django_ray.runtime.job_entrypoint``) records its own
 outcome in the database, so a job that ends after its worker died still lands.
-The worker polls job statuses in one request per poll and only records what a
-job could not: an end (FAILED, STOPPED) without an outcome. It also stops the jobs
-that run past their time limit; such an end is recorded as a ``TaskTimeout``.
+The worker asks after each of its own jobs by id, so a poll costs the same however
+long the cluster's job history is (``list_jobs()`` returns every job Ray ever ran),
+and only records what a job could not: an end (FAILED, STOPPED) without an outcome.
+It also stops the jobs that run past their time limit; such an end is recorded as a
+``TaskTimeout``. Once recorded, finished jobs can be deleted from Ray's history.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shlex
 import sys
 import time
+from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -26,7 +30,11 @@ from django_ray.runtime.job import Job, Outcome, timeout_error
 logger = logging.getLogger("django_ray.runtime")
 
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+LOG_TAIL_LINES = 50
+"""A failed job's error shows this many of its last log lines, read as a tail."""
 LOG_TAIL_CHARS = 4000
+JOB_LOG_FILE = "job-driver-{}.log"
+"""Where Ray keeps a job driver's output, in the logs folder of the driver's node."""
 
 
 class RayJobFailed(Exception):
@@ -59,6 +67,7 @@ class RayJobDispatcher:
         *,
         python: str = "python",
         poll_seconds: float = 0.5,
+        delete_finished: bool = False,
     ) -> None:
         from ray.job_submission import JobSubmissionClient
 
@@ -70,12 +79,16 @@ class RayJobDispatcher:
         self._next_poll = 0.0
         self._in_flight: dict[str, Job] = {}
         self._timed_out: set[str] = set()  # stopped at their time limit
+        self._delete_finished = delete_finished
+        self._finished: deque[tuple[float, str]] = deque()  # (when to delete, submission id)
         self.statuses: dict[str, str] = {}
 
     @classmethod
-    def for_local_cluster(cls, dashboard_url: str, runtime_env: Mapping[str, Any]) -> Any:
+    def for_local_cluster(
+        cls, dashboard_url: str, runtime_env: Mapping[str, Any], **options: Any
+    ) -> Any:
         """Jobs on a Ray started by this process run this interpreter, not PATH's python."""
-        return cls(dashboard_url, runtime_env, python=shlex.quote(sys.executable))
+        return cls(dashboard_url, runtime_env, python=shlex.quote(sys.executable), **options)
 
     @property
     def in_flight(self) -> int:
@@ -118,6 +131,7 @@ class RayJobDispatcher:
 
     def wait(self, timeout: float, at_least: int = 1) -> list[Outcome]:
         """Outcomes of jobs that ended, polling the Jobs API at most every ``poll_seconds``."""
+        self._delete_due()
         if not self._in_flight:
             return []
         delay = self._next_poll - time.monotonic()
@@ -133,26 +147,56 @@ class RayJobDispatcher:
         return []
 
     def poll(self) -> list[Outcome]:
+        """One request per job in flight (their number is capped by the worker's
+        concurrency), never a listing of the cluster's whole job history."""
         self._stop_overdue(timezone.now())
-        try:
-            listed = self._client.list_jobs()
-        except OSError as exc:
-            raise RayUnavailable(f"The Ray Jobs API at {self.dashboard_url}: {exc}") from exc
-        details = {job.submission_id: job for job in listed}
         outcomes = []
         for sid, job in list(self._in_flight.items()):
-            detail = details.get(sid)
+            detail = self._detail(sid)
             if detail is None:
-                continue
+                continue  # not known to Ray (yet): recovery decides about such rows
             status = str(getattr(detail.status, "value", detail.status))
             self.statuses[job.execution_id] = status
             if status in TERMINAL:
                 del self._in_flight[sid]
                 self.statuses.pop(job.execution_id, None)
                 # Ray's message may carry the whole log; its first line says what happened.
-                message = (detail.message or "").strip().splitlines()[:1]
-                outcomes.append(self._ended(sid, job, status, "".join(message)))
+                message = "".join((detail.message or "").strip().splitlines()[:1])
+                node = detail.driver_node_id or ""
+                outcomes.append(self._ended(sid, job, status, message, node))
+                self._forget(sid)
         return outcomes
+
+    def _detail(self, sid: str) -> Any:
+        """Ray's JobDetails of one job, or None when Ray has no job of that id."""
+        try:
+            return self._client.get_job_info(sid)
+        except OSError as exc:  # requests' connection errors are OSErrors
+            raise RayUnavailable(f"The Ray Jobs API at {self.dashboard_url}: {exc}") from exc
+        except RuntimeError as exc:
+            if _missing(exc):
+                return None
+            raise
+
+    def _forget(self, sid: str) -> None:
+        """Delete an ended job from Ray's history later (``RAY_JOB_DELETE_FINISHED``)."""
+        if self._delete_finished:
+            self._finished.append((time.monotonic() + self.DELETE_AFTER_SECONDS, sid))
+
+    DELETE_AFTER_SECONDS = 10.0
+    """Ray's job manager watches a job's supervisor until it exits, about a second after
+    the job ended; a job deleted before then is written back as FAILED (Ray 2.60)."""
+
+    def _delete_due(self) -> None:
+        """Delete the ended jobs whose outcome the worker has long recorded. A worker that
+        stops first leaves its last few jobs in the history."""
+        now = time.monotonic()
+        while self._finished and self._finished[0][0] <= now:
+            sid = self._finished.popleft()[1]
+            try:
+                self._client.delete_job(sid)
+            except (OSError, RuntimeError) as exc:  # a courtesy to the head node, not a fact
+                logger.warning("Could not delete finished Ray job %s: %s", sid, exc)
 
     def _stop_overdue(self, now: datetime) -> None:
         """Stop the jobs past their time limit (counted from the attempt's start as its row
@@ -173,32 +217,41 @@ class RayJobDispatcher:
                 logger.info("Stopping Ray job %s: %s", sid, exc)
             self._timed_out.add(sid)
 
-    def _ended(self, sid: str, job: Job, status: str, message: str) -> Outcome:
+    def _ended(self, sid: str, job: Job, status: str, message: str, node: str) -> Outcome:
+        """How the job ended; ``recorded``: its entrypoint may have recorded it already."""
+        ended = Outcome(execution_id=job.execution_id, attempt=job.attempt, recorded=True)
         timed_out = sid in self._timed_out
         self._timed_out.discard(sid)
         if status == "SUCCEEDED":
-            return Outcome(execution_id=job.execution_id, attempt=job.attempt, recorded=True)
+            return dataclasses.replace(ended, node=node)
         if timed_out:  # unless the job recorded an outcome before it was stopped
-            error = timeout_error(job)
-            return Outcome(
-                execution_id=job.execution_id, attempt=job.attempt, error=error, recorded=True
-            )
+            return dataclasses.replace(ended, error=timeout_error(job), node=node)
         kind = RayJobStopped if status == "STOPPED" else RayJobFailed
-        return Outcome(
-            execution_id=job.execution_id,
-            attempt=job.attempt,
-            error=error_data(
-                kind,
-                f"Ray job {sid} ended {status}: {message}",
-                traceback=f"Tail of the job's logs:\n{self._logs(sid)}",
-            ),
-            lost=True,
-            recorded=True,
+        error = error_data(
+            kind,
+            f"Ray job {sid} ended {status}: {message}",
+            traceback=f"Tail of the job's logs:\n{self.log_tail(sid, node)}",
         )
+        return dataclasses.replace(ended, error=error, lost=True, node=node)
 
-    def _logs(self, sid: str) -> str:
+    def log_tail(self, sid: str, node: str, lines: int = LOG_TAIL_LINES) -> str:
+        """The last ``lines`` lines of a job's driver log, read as a tail on its node (never
+        the whole log), at most :data:`LOG_TAIL_CHARS` characters."""
+        if not node:
+            return f"(logs of {sid} unavailable: Ray names no driver node for it)"
         try:
-            return self._client.get_job_logs(sid)[-LOG_TAIL_CHARS:]
+            # The dashboard's log API reads the file's tail on its node. The Jobs client
+            # carries the cluster's address and auth headers; Ray's own get_log() wants
+            # a GCS address, which a ray_job worker need not have.
+            response = self._client._do_request(
+                "GET",
+                "/api/v0/logs/file",
+                params={"node_id": node, "filename": JOB_LOG_FILE.format(sid), "lines": lines},
+                timeout=10,
+            )
+            if response.status_code != 200:
+                raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+            return response.text[-LOG_TAIL_CHARS:]
         except Exception as exc:  # the logs are a courtesy; the status is the fact
             return f"(logs of {sid} unavailable: {exc})"
 
@@ -212,7 +265,7 @@ class RayJobDispatcher:
         try:
             status = self._client.get_job_status(submission_id(execution_id, attempt))
         except RuntimeError as exc:
-            if "does not exist" in str(exc) or "404" in str(exc):
+            if _missing(exc):
                 return None
             raise
         return str(getattr(status, "value", status))
@@ -222,3 +275,8 @@ class RayJobDispatcher:
         for sid, job in self._in_flight.items():
             if job.execution_id == execution_id:
                 self._client.stop_job(sid)
+
+
+def _missing(exc: RuntimeError) -> bool:
+    """Whether the Jobs API said there is no such job."""
+    return "does not exist" in str(exc) or "404" in str(exc)

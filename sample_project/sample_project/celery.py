@@ -1,16 +1,14 @@
 """The sample's Celery app, beside its Django tasks.
 
-Today it runs on Celery's own pool::
+The same app runs on Celery's own pool or, through django-ray's Celery pool
+(part of this distribution), on Ray; only the ``-P`` option differs, and
+nothing in this file changes (run from ``sample_project/``, Redis needed)::
 
-    celery -A sample_project worker -P prefork -l INFO
-
-With django-ray's Celery bridge installed, the same tasks run on Ray by
-changing only the pool (nothing in this file changes)::
-
-    celery -A sample_project worker -P django_ray -c 8 -l INFO
+    ../.venv/bin/celery -A sample_project worker -P prefork -l INFO
+    ../.venv/bin/celery -A sample_project worker -P django_ray -c 8 -l INFO
 
 Beat schedules ``execution_counts`` every minute (``CELERY_BEAT_SCHEDULE`` in
-the settings): ``celery -A sample_project beat -l INFO``.
+the settings): ``../.venv/bin/celery -A sample_project beat -l INFO``.
 """
 
 import os

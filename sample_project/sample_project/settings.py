@@ -2,8 +2,9 @@
 
 With no environment set it is the embedded default: SQLite beside this file
 and a Ray started inside the worker process. Environment variables point it
-at real infrastructure (see docs/getting-started.md and docs/deployment.md);
-secrets come only from the environment.
+at real infrastructure (see docs/getting-started.md and docs/deployment.md).
+Secrets come from the environment; only on a checkout with no
+DJANGO_SECRET_KEY is a development key made once and kept in .secret_key.
 """
 
 import importlib.util

@@ -6,6 +6,7 @@ from importlib import metadata
 
 import pytest
 from celery import Celery
+from celery.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
 from celery_bridge import config
@@ -138,6 +139,23 @@ def test_with_django_ray_installed_django_ray_settings_win(settings):
     )
     assert bridge.record_executions is True
     assert (policy.max_attempts, policy.backoff_seconds) == (5, 2)
+
+
+def test_with_django_ray_and_no_address_there_the_environment_is_used(settings, monkeypatch):
+    settings.DJANGO_RAY = {}
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:7001")
+
+    assert config.bridge_settings(fresh_app(django_ray_address="ignored:1")).ray_address == (
+        "127.0.0.1:7001"
+    )
+
+
+def test_an_environment_ray_address_that_is_no_address_stops_the_pool(settings, monkeypatch):
+    settings.DJANGO_RAY = {}
+    monkeypatch.setenv("RAY_ADDRESS", "ray-head")
+
+    with pytest.raises(ImproperlyConfigured, match=r"^the RAY_ADDRESS environment variable is"):
+        config.bridge_settings(fresh_app())
 
 
 @override_settings(INSTALLED_APPS=WITHOUT_DJANGO_RAY)

@@ -120,6 +120,19 @@ def test_an_unreachable_gcs_fails_with_a_hint_and_exit_status_1():
     assert (error.returncode, str(error)) == (1, "1 check(s) failed.")
 
 
+def test_with_the_setting_unset_the_environments_address_is_checked(listening_port, monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{listening_port}")
+
+    lines, error = doctor(RUNNER="ray_core")
+
+    assert lines[3] == (
+        f"OK    ray         the Ray GCS at 127.0.0.1:{listening_port} accepts connections. The "
+        'address comes from the RAY_ADDRESS environment variable, as DJANGO_RAY["RAY_ADDRESS"] '
+        "is unset."
+    )
+    assert error is None
+
+
 def test_a_listening_gcs_port_passes(listening_port):
     check = check_ray(f"127.0.0.1:{listening_port}", timeout=1)
 

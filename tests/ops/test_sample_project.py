@@ -115,3 +115,20 @@ def test_the_celery_app_runs_its_tasks_on_a_prefork_worker():
 
     assert done.returncode == 0, done.stderr + logs
     assert done.stdout == "5\n{'to': 2, 'be': 2}\n"
+
+
+def test_without_django_secret_key_every_process_of_the_checkout_shares_one_key():
+    # The dev server's autoreloader starts a fresh process on each change: with a key per
+    # process, every reload would log the admin out and fail the tasks already signed.
+    show = (
+        "shell",
+        "--no-imports",
+        "-c",
+        "from django.conf import settings; print(settings.SECRET_KEY)",
+    )
+    first, second = manage(*show), manage(*show)
+
+    assert (first.returncode, second.returncode) == (0, 0), first.stderr + second.stderr
+    key = (SAMPLE / ".secret_key").read_text().strip()
+    assert len(key) >= 50
+    assert first.stdout == second.stdout == f"{key}\n"

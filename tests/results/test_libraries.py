@@ -16,11 +16,12 @@ from tests.results.conftest import MakeSettings
 MISSING = {
     "s3": (
         "boto3",
-        'is "s3", but boto3 is not installed; run: pip install "django-ray[s3]".',
+        'is "s3", but boto3 is not installed; run: pip install boto3 (django-ray\'s "s3" extra).',
     ),
     "gcs": (
         "google.cloud.storage",
-        'is "gcs", but google-cloud-storage is not installed; run: pip install "django-ray[gcs]".',
+        'is "gcs", but google-cloud-storage is not installed; '
+        'run: pip install google-cloud-storage (django-ray\'s "gcs" extra).',
     ),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -149,3 +150,12 @@ async def started_then_await(directory: str, token: str, seconds: float) -> str:
     _started(directory, token)
     await asyncio.sleep(seconds)
     return token
+
+
+@task(max_attempts=1)
+def shout_then_crash(lines: int) -> None:
+    """Print many numbered lines, then die without recording: the job's log is long."""
+    for number in range(lines):
+        print(f"line {number} of {lines}")
+    sys.stdout.flush()
+    os._exit(3)

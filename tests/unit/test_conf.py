@@ -42,6 +42,8 @@ CONTRACT: dict[str, Any] = {
 ADDITIONS: dict[str, Any] = {
     "TASK_TIMEOUT_SECONDS": None,
     "SCHEDULE": {},
+    "RAY_JOB_MAX_RUNNING": 32,
+    "RAY_JOB_DELETE_FINISHED": False,
 }
 
 ADDRESS_FORMS = (
@@ -141,6 +143,7 @@ POSITIVE_INTEGER_KEYS = [
     "WORKER_LEASE_SECONDS",
     "WORKER_HEARTBEAT_SECONDS",
     "MAX_RESULT_SIZE_BYTES",
+    "RAY_JOB_MAX_RUNNING",
 ]
 
 
@@ -162,6 +165,13 @@ def test_counts_and_durations_must_be_positive_integers(key: str, value: Any, sh
 def test_retry_backoff_must_be_a_non_negative_integer(value: Any, shown: str) -> None:
     assert problems_for({"RETRY_BACKOFF_SECONDS": value}) == [
         f'DJANGO_RAY["RETRY_BACKOFF_SECONDS"] must be a non-negative integer (>= 0); got {shown}.'
+    ]
+
+
+@pytest.mark.parametrize(("value", "shown"), [(1, "1"), ("yes", "'yes'"), (None, "None")])
+def test_deleting_finished_jobs_is_true_or_false(value: Any, shown: str) -> None:
+    assert problems_for({"RAY_JOB_DELETE_FINISHED": value}) == [
+        f'DJANGO_RAY["RAY_JOB_DELETE_FINISHED"] must be True or False; got {shown}.'
     ]
 
 
@@ -368,7 +378,7 @@ def test_an_object_store_backend_without_its_library_fails_validation(monkeypatc
 
     assert caught.value.problems == [
         'DJANGO_RAY["RESULT_STORAGE_BACKEND"] is "s3", but boto3 is not installed; '
-        'run: pip install "django-ray[s3]".'
+        'run: pip install boto3 (django-ray\'s "s3" extra).'
     ]
 
 

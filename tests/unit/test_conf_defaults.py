@@ -42,6 +42,8 @@ def test_empty_mapping_gives_every_default() -> None:
         "result_storage_gcs_prefix": "django-ray/results",
         "task_timeout_seconds": None,
         "schedule": {},
+        "ray_job_max_running": 32,
+        "ray_job_delete_finished": False,
     }
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.tasks import task_backends
 
+from django_ray.addresses import SETTING
 from django_ray.conf import get_settings
 from django_ray.runtime.dispatcher import Dispatcher
 from django_ray.worker.loop import Worker, WorkerOptions
@@ -49,7 +50,11 @@ class Command(BaseCommand):
             dest="runner",
             help="Run each task as a Ray Job.",
         )
-        parser.add_argument("--address", help="Ray address; overrides DJANGO_RAY['RAY_ADDRESS'].")
+        parser.add_argument(
+            "--address",
+            help="Ray address; overrides DJANGO_RAY['RAY_ADDRESS'] (when both are unset, the "
+            "RAY_ADDRESS environment variable is used, and else Ray starts in this process).",
+        )
         parser.add_argument(
             "--backend", default="default", help="Alias in TASKS to serve (default: default)."
         )
@@ -94,13 +99,14 @@ class Command(BaseCommand):
         if concurrency < 1:
             raise CommandError(f"--concurrency must be at least 1; got {concurrency}.")
         runner = options["runner"] or settings.runner
-        address = options["address"] or settings.ray_address
+        concurrency = _capped(concurrency, runner, settings)
         unknown = sorted(set(queues) - backend.queues) if backend.queues else []
         if unknown:
             raise CommandError(
                 f"Queue(s) {', '.join(unknown)} are not in TASKS[{options['backend']!r}]['QUEUES'] "
                 f"({', '.join(sorted(backend.queues))})."
             )
+        address = _address(options["address"], settings.ray_address)
         worker = Worker(
             WorkerOptions(
                 queues=tuple(queues),
@@ -112,7 +118,7 @@ class Command(BaseCommand):
                 burst=options["burst"],
                 grace_seconds=options["grace_seconds"],
             ),
-            _dispatcher(runner, address, settings.ray_runtime_env),
+            _dispatcher(runner, address, settings),
         )
         _log_start(began)
         if options["metrics_port"] is not None:
@@ -166,21 +172,47 @@ def _stop_on_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def _dispatcher(runner: str, address: str | None, runtime_env: Any) -> Dispatcher:
+def _address(given: str | None, configured: str | None) -> str | None:
+    """--address, else the setting, else the environment's RAY_ADDRESS, else embedded."""
+    from django_ray.runtime import connection
+
+    try:
+        return connection.choose_address(("--address", given), (SETTING, configured))
+    except ValueError as exc:
+        raise CommandError(str(exc)) from exc
+
+
+def _dispatcher(runner: str, address: str | None, settings: Any) -> Dispatcher:
     """Connect to Ray the way the runner needs and build its dispatcher."""
     from django_ray.runtime import connection
 
+    runtime_env = settings.ray_runtime_env
     if runner == "ray_job":
         from django_ray.runtime.jobs import RayJobDispatcher
 
         url, local = connection.jobs_api_url(address, runtime_env)
+        delete = settings.ray_job_delete_finished
         if local:
-            return RayJobDispatcher.for_local_cluster(url, runtime_env)
-        return RayJobDispatcher(url, runtime_env)
+            return RayJobDispatcher.for_local_cluster(url, runtime_env, delete_finished=delete)
+        return RayJobDispatcher(url, runtime_env, delete_finished=delete)
     from django_ray.runtime.core import RayCoreDispatcher
 
     connection.connect(address, runtime_env)
     return RayCoreDispatcher(runtime_env, address=address)
+
+
+def _capped(concurrency: int, runner: str, settings: Any) -> int:
+    """A ray_job worker runs at most ``RAY_JOB_MAX_RUNNING`` jobs at once: each job has a
+    supervisor actor on the cluster (tens of MB on the head node by default)."""
+    cap = settings.ray_job_max_running
+    if runner != "ray_job" or concurrency <= cap:
+        return concurrency
+    logging.getLogger("django_ray.worker").warning(
+        "Running at most %d Ray jobs at once (DJANGO_RAY['RAY_JOB_MAX_RUNNING']), "
+        "not the %d concurrency asks for",
+        *(cap, concurrency),
+    )
+    return cap
 
 
 def _log_start(began: float) -> None:
