@@ -78,6 +78,10 @@ class RayJobDispatcher:
         self._poll_seconds = poll_seconds
         self._next_poll = 0.0
         self._in_flight: dict[str, Job] = {}
+        # When each job is next asked after (monotonic; absent: at the next poll), and
+        # when this worker began to watch it.
+        self._next_check: dict[str, float] = {}
+        self._watched_since: dict[str, float] = {}
         self._timed_out: set[str] = set()  # stopped at their time limit
         self._delete_finished = delete_finished
         self._finished: deque[tuple[float, str]] = deque()  # (when to delete, submission id)
@@ -126,7 +130,7 @@ class RayJobDispatcher:
             logger.info("Ray job %s already exists; monitoring it instead of resubmitting", sid)
         except OSError as exc:  # requests' connection errors are OSErrors
             raise RayUnavailable(f"The Ray Jobs API at {self.dashboard_url}: {exc}") from exc
-        self._in_flight[sid] = job
+        self._watch(sid, job)
         return sid
 
     def wait(self, timeout: float, at_least: int = 1) -> list[Outcome]:
@@ -146,26 +150,43 @@ class RayJobDispatcher:
         """Nothing to reconnect (HTTP); jobs keep running on the cluster and are polled again."""
         return []
 
+    CHECK_AT_MOST_EVERY = 5.0
+    """A job is asked after at least this often (seconds), however long it runs."""
+
     def poll(self) -> list[Outcome]:
-        """One request per job in flight (their number is capped by the worker's
-        concurrency), never a listing of the cluster's whole job history."""
+        """Ask after each job in flight that is due, by id: never a listing of the cluster's
+        whole job history. A job is due every ``poll_seconds`` at first, then less often
+        the longer it runs (a quarter of its age, at most ``CHECK_AT_MOST_EVERY``): its
+        entrypoint records its outcome itself, so a later look only frees its slot later."""
         self._stop_overdue(timezone.now())
+        now = time.monotonic()
         outcomes = []
         for sid, job in list(self._in_flight.items()):
+            if self._next_check.get(sid, now) > now:
+                continue
             detail = self._detail(sid)
+            age = now - self._watched_since.get(sid, now)
+            self._next_check[sid] = now + min(
+                max(self._poll_seconds, age / 4), self.CHECK_AT_MOST_EVERY
+            )
             if detail is None:
                 continue  # not known to Ray (yet): recovery decides about such rows
             status = str(getattr(detail.status, "value", detail.status))
             self.statuses[job.execution_id] = status
             if status in TERMINAL:
-                del self._in_flight[sid]
-                self.statuses.pop(job.execution_id, None)
+                self._end_watch(sid, job)
                 # Ray's message may carry the whole log; its first line says what happened.
                 message = "".join((detail.message or "").strip().splitlines()[:1])
                 node = detail.driver_node_id or ""
                 outcomes.append(self._ended(sid, job, status, message, node))
                 self._forget(sid)
         return outcomes
+
+    def _end_watch(self, sid: str, job: Job) -> None:
+        del self._in_flight[sid]
+        self._next_check.pop(sid, None)
+        self._watched_since.pop(sid, None)
+        self.statuses.pop(job.execution_id, None)
 
     def _detail(self, sid: str) -> Any:
         """Ray's JobDetails of one job, or None when Ray has no job of that id."""
@@ -216,6 +237,7 @@ class RayJobDispatcher:
             except RuntimeError as exc:  # it ended meanwhile: the poll tells how
                 logger.info("Stopping Ray job %s: %s", sid, exc)
             self._timed_out.add(sid)
+            self._next_check.pop(sid, None)
 
     def _ended(self, sid: str, job: Job, status: str, message: str, node: str) -> Outcome:
         """How the job ended; ``recorded``: its entrypoint may have recorded it already."""
@@ -257,8 +279,13 @@ class RayJobDispatcher:
 
     def adopt(self, job: Job) -> bool:
         """Monitor a job another worker submitted (its worker's lease expired)."""
-        self._in_flight[submission_id(job.execution_id, job.attempt)] = job
+        self._watch(submission_id(job.execution_id, job.attempt), job)
         return True
+
+    def _watch(self, sid: str, job: Job) -> None:
+        self._in_flight[sid] = job
+        self._watched_since[sid] = time.monotonic()
+        self._next_check.pop(sid, None)
 
     def job_status(self, execution_id: str, attempt: int) -> str | None:
         """What Ray says of this attempt's job; None if Ray has no such job."""
@@ -275,6 +302,7 @@ class RayJobDispatcher:
         for sid, job in self._in_flight.items():
             if job.execution_id == execution_id:
                 self._client.stop_job(sid)
+                self._next_check.pop(sid, None)  # asked after at the next poll
 
 
 def _missing(exc: RuntimeError) -> bool:
