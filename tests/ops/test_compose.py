@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,20 @@ def test_ray_runs_with_token_auth_and_the_token_comes_from_a_secret_file():
         assert "RAY_AUTH_TOKEN" not in environment(name), name
 
 
+def test_the_ray_cluster_is_a_head_and_a_worker_node_that_joins_it():
+    assert SERVICES["ray-head"]["command"] == ["ray-head"]
+    assert SERVICES["ray-worker"]["command"] == ["ray-node"]
+    assert environment("ray-worker")["RAY_HEAD_ADDRESS"] == "ray-head:6379"
+    assert set(SERVICES["ray-head"]["expose"]) == {"6379", "10001", "8265"}
+
+
+def test_ray_clients_in_their_own_containers_use_ray_client():
+    # A driver that joins by the GCS address needs a Ray node in its own
+    # container (Ray looks for a local raylet); these containers run none.
+    for name in ("worker", "celery-worker"):
+        assert environment(name)["RAY_ADDRESS"] == "ray://ray-head:10001", name
+
+
 def test_no_service_that_does_not_talk_to_ray_holds_its_token():
     for name in set(SERVICES) - set(RAY_CLIENTS):
         assert "secrets" not in SERVICES[name], name
@@ -115,7 +130,7 @@ EXPECTED = {
     "migrate": "python manage.py migrate --noinput",
     "web": "gunicorn sample_project.wsgi --bind 0.0.0.0:8000 --workers 2 --access-logfile -",
     "worker": "python manage.py django_ray_worker --queue default,cpu --concurrency 8 "
-    "--address ray-head:6379 --metrics-port 9100 --metrics-address 0.0.0.0 --ray-core",
+    "--address ray://ray-head:10001 --metrics-port 9100 --metrics-address 0.0.0.0 --ray-core",
     "celery-worker": "celery -A sample_project worker -P prefork -l INFO",
     "beat": "celery -A sample_project beat -l INFO --schedule /tmp/celerybeat-schedule",
 }
@@ -148,3 +163,12 @@ def test_the_image_ignores_everything_it_does_not_copy():
     ]
     for source in copied:
         assert f"!{source.rstrip('/')}/" in ignore or f"!{source}" in ignore, source
+
+
+def test_the_image_installs_celery_through_the_projects_own_extra():
+    dockerfile = (DOCKER / "Dockerfile").read_text()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+    assert 'pip install ".[postgres,object-storage,celery]"' in dockerfile
+    assert "celery[" not in dockerfile  # no second, drifting pin of Celery
+    assert "celery" in pyproject["project"]["optional-dependencies"]
