@@ -33,6 +33,7 @@ class MultiNodeCluster:
         self._process: subprocess.Popen[str] | None = None
         self.address = self.dashboard_url = ""
         self.node_ids: dict[str, str] = {}
+        self.dead: set[str] = set()
         self.auth_mode = "disabled"
         self.start_env: dict[str, str] = {}
 
@@ -42,6 +43,8 @@ class MultiNodeCluster:
         env |= {"RAY_health_check_period_ms": "500", "RAY_health_check_failure_threshold": "3"}
         env |= {"RAY_health_check_initial_delay_ms": "1000", "RAY_health_check_timeout_ms": "1000"}
         env.pop("RAY_ADDRESS", None)
+        # Ray Jobs run the `python` on the PATH the nodes start with: this venv's.
+        env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
         self.start_env = env
         self._process = subprocess.Popen(
             [sys.executable, "-m", "tests.multi_node", json.dumps(self.spec)],
@@ -62,6 +65,7 @@ class MultiNodeCluster:
     def kill(self, name: str) -> None:
         """Node death: SIGKILL the node's raylet and all its processes; returns once done."""
         self._say(f"kill {name}")
+        self.dead.add(name)
 
     def add(self, name: str, num_cpus: int, resources: Mapping[str, float] | None = None) -> str:
         """A node joins the running cluster; returns its node id once it is up."""
@@ -145,11 +149,16 @@ def main(spec_text: str) -> None:
             if command == "stop":
                 break
             if command == "add" and name not in nodes:
-                node = add(name, json.loads(args))
-                cluster.wait_for_nodes()
-                print(f"ok {node.node_id}", flush=True)
+                try:
+                    node = add(name, json.loads(args))  # returns once the node registered
+                except Exception as exc:  # the test reads why
+                    print(f"error: {type(exc).__name__}: {exc}", flush=True)
+                else:
+                    print(f"ok {node.node_id}", flush=True)
             elif command == "kill" and name in nodes:
-                for pid in _node_pids(nodes.pop(name)):
+                killed = nodes.pop(name)
+                cluster.worker_nodes.discard(killed)  # dead: no longer one to wait for
+                for pid in _node_pids(killed):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
                 print("ok", flush=True)

@@ -25,7 +25,9 @@ from django_ray.scheduling.status import ScheduleStatus, schedule_statuses
 ACTIVE_STATES = (State.READY.value, State.RUNNING.value)
 """The states a queue's depth is counted in."""
 STUCK_TASKS_SHOWN = 20
-"""At most this many stuck tasks are listed; the count covers all of them."""
+"""At most this many stuck (or waiting) tasks are listed; the count covers all of them."""
+WAITING_STATUSES = ("PENDING", "WAITING_FOR_NODE")
+"""What Ray says of an attempt it holds for resources (``ray_status``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,17 @@ class StuckTask:
 
 
 @dataclass(frozen=True, slots=True)
+class WaitingTask:
+    """A RUNNING attempt that Ray holds until resources free up or a node joins."""
+
+    id: str
+    task_path: str
+    worker: str
+    ray_status: str
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     checked_at: datetime
     stuck_task_timeout_seconds: int
@@ -81,6 +94,9 @@ class Status:
     schedules: tuple[ScheduleStatus, ...] = ()
     """Every entry of ``DJANGO_RAY["SCHEDULE"]``, with its last and next run."""
     lease_seconds: int = 60
+    waiting_count: int = 0
+    waiting: tuple[WaitingTask, ...] = ()
+    """The first :data:`STUCK_TASKS_SHOWN` attempts Ray holds for resources."""
 
     @property
     def attention(self) -> list[str]:
@@ -91,6 +107,11 @@ class Status:
             for worker in self.workers
             if worker.lease != "alive" and worker.in_flight
         ]
+        if no_node := sum(task.ray_status == "WAITING_FOR_NODE" for task in self.waiting):
+            found.append(
+                f"{count_tasks(no_node)} WAITING_FOR_NODE: no live Ray node has the "
+                "resources asked for; each runs once a node with them joins"
+            )
         if self.stuck_count:
             found.append(
                 f"{count_tasks(self.stuck_count)} stuck: RUNNING with no live worker lease and "
@@ -124,12 +145,16 @@ class Status:
                 "shown": [_jsonable(task) for task in self.stuck],
             },
             "schedules": [_jsonable(entry) for entry in self.schedules],
+            "waiting_on_ray": {
+                "count": self.waiting_count,
+                "shown": [_jsonable(task) for task in self.waiting],
+            },
             "attention": self.attention,
         }
 
 
 def collect_status(now: datetime | None = None) -> Status:
-    """Read the report from the database: eight queries, none of them proportional to
+    """Read the report from the database: ten queries, none of them proportional to
     history."""
     now = now or timezone.now()
     settings = get_settings()
@@ -137,6 +162,7 @@ def collect_status(now: datetime | None = None) -> Status:
     stuck = stuck_tasks(now, timeout)
     workers_alive, workers_expired = _lease_counts(now)
     queues, celery_queues = _queues(now)
+    waiting = TaskExecution.objects.running().filter(ray_status__in=WAITING_STATUSES)
     return Status(
         checked_at=now,
         stuck_task_timeout_seconds=timeout,
@@ -159,6 +185,11 @@ def collect_status(now: datetime | None = None) -> Status:
         ),
         schedules=schedule_statuses(),
         lease_seconds=settings.worker_lease_seconds,
+        waiting_count=waiting.count(),
+        waiting=tuple(
+            WaitingTask(str(row.pk), row.task_path, row.worker, row.ray_status, row.options)
+            for row in waiting.order_by("started_at", "id")[:STUCK_TASKS_SHOWN]
+        ),
     )
 
 
@@ -251,7 +282,7 @@ def _workers(now: datetime) -> tuple[WorkerStatus, ...]:
     return tuple(workers[worker_id] for worker_id in sorted(workers))
 
 
-def _jsonable(report: WorkerStatus | StuckTask | ScheduleStatus) -> dict[str, Any]:
+def _jsonable(report: WorkerStatus | StuckTask | ScheduleStatus | WaitingTask) -> dict[str, Any]:
     return {
         key: value.isoformat() if isinstance(value, datetime) else value
         for key, value in asdict(report).items()

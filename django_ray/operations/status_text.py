@@ -70,6 +70,15 @@ def render_status(status: Status) -> str:
     )
     if status.stuck_count > len(status.stuck):
         lines.append(f"... and {status.stuck_count - len(status.stuck)} more.")
+    if status.waiting_count:
+        lines += ["", f"Waiting on Ray for resources: {status.waiting_count}."]
+        lines += _table(
+            ["ID", "TASK", "WORKER", "RAY STATUS", "ASKS FOR"],
+            [
+                [task.id, task.task_path, task.worker, task.ray_status, _asks(task.options)]
+                for task in status.waiting
+            ],
+        )
     if status.schedules:
         lines += ["", *_schedules(status)]
     attention = status.attention
@@ -93,6 +102,12 @@ def _schedules(status: Status) -> list[str]:
             for entry in status.schedules
         ],
     )
+
+
+def _asks(options: dict[str, Any]) -> str:
+    asked = {name: options[name] for name in ("num_cpus", "num_gpus", "memory") if name in options}
+    asked |= dict(options.get("resources") or {})
+    return ", ".join(f"{name}={amount}" for name, amount in asked.items()) or "-"
 
 
 def _moment(moment: datetime | None) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from types import MappingProxyType
 from typing import Any
 
 from django.utils import timezone
@@ -26,6 +25,7 @@ from django_ray.runtime.calls import Calls, Ended
 from django_ray.runtime.execute import ensure_django, run_packed
 from django_ray.runtime.job import Job, Outcome, timeout_error
 from django_ray.runtime.losses import Loss, loss_error
+from django_ray.runtime.placement import Placement, live_node_resources
 from django_ray.runtime.remote import CallOptions, Program, pick
 
 logger = logging.getLogger("django_ray.runtime")
@@ -43,7 +43,6 @@ class RayCoreDispatcher:
 
     runner = "ray_core"
     attempts_outlive_worker = False
-    statuses: Mapping[str, str] = MappingProxyType({})  # Ray Core tasks report no status here
 
     def __init__(
         self, runtime_env: Mapping[str, Any] | None = None, *, address: str | None = None
@@ -62,6 +61,12 @@ class RayCoreDispatcher:
         )
         self._jobs: dict[str, Job] = {}
         self._ray_gone: str | None = None
+        self._placement = Placement(lambda: live_node_resources(ray))
+
+    @property
+    def statuses(self) -> Mapping[str, str]:
+        """``WAITING_FOR_NODE`` for attempts no live node can run (``""`` once one can)."""
+        return self._placement.statuses
 
     @property
     def in_flight(self) -> int:
@@ -134,6 +139,7 @@ class RayCoreDispatcher:
                 continue
             del self._jobs[job.execution_id]
             outcomes.append(self._outcome(job, ended))
+        self._placement.check(self._jobs)
         return outcomes
 
     def reset(self) -> list[Outcome]:

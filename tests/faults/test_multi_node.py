@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from ray.job_submission import JobSubmissionClient
 
 from django_ray.models import TaskExecution
+from django_ray.operations.status import collect_status
 from tests.faults.helpers import started_pids, wait_for
 from tests.multi_node import MultiNodeCluster
 from tests.ray_cluster import _free_port_slot
@@ -95,3 +97,78 @@ def test_a_killed_node_loses_its_attempts_once_and_they_run_again_elsewhere(
     assert "node died" in row.errors[0]["message"]
     assert row.ray_node in {node["head"], node["wide"]}
     assert {r.attempt for r in rows if r is not row} == {1}
+
+
+def test_a_task_for_a_dead_nodes_resource_waits_visibly_until_a_node_with_it_joins(
+    spawn, three_nodes
+):
+    if "special" not in three_nodes.dead:
+        three_nodes.kill("special")  # the only node with the resource "special"
+    spawn(cluster=three_nodes, runner="ray_core", concurrency=4).worker_id()
+    result = tasks.add.using(resources={"special": 1}, max_attempts=1).enqueue(2, 2)
+
+    wait_for(
+        lambda: TaskExecution.objects.get(pk=result.id).ray_status == "WAITING_FOR_NODE",
+        30,
+        "the row to show that no live node has the resource",
+    )
+    status = collect_status()
+    assert [task.id for task in status.waiting] == [result.id]
+    assert any("WAITING_FOR_NODE" in sentence for sentence in status.attention)
+    assert TaskExecution.objects.get(pk=result.id).state == "RUNNING"
+
+    joined = three_nodes.add("special-2", num_cpus=1, resources={"special": 1})
+
+    wait_for(
+        lambda: TaskExecution.objects.get(pk=result.id).state == "SUCCESSFUL",
+        60,
+        "the task to run on the node that joined",
+    )
+    row = TaskExecution.objects.get(pk=result.id)
+    assert (row.attempt, row.ray_node, row.result_data) == (1, joined, 4)
+    assert collect_status().waiting_count == 0
+
+
+def test_a_ray_job_whose_drivers_node_dies_is_found_dead_and_runs_again(
+    spawn, markers, three_nodes
+):
+    """The job's driver runs on the only node with "special"; that node dies mid-run."""
+    if "special-2" not in three_nodes.node_ids:
+        three_nodes.add("special-2", num_cpus=1, resources={"special": 1})
+    if "special" not in three_nodes.dead:
+        three_nodes.kill("special")
+    doomed = three_nodes.node_ids["special-2"]
+    spawn(cluster=three_nodes, runner="ray_job", concurrency=2).worker_id()
+    result = tasks.started_then_sleep.using(resources={"special": 1}, max_attempts=2).enqueue(
+        str(markers), "job-node", 60
+    )
+    wait_for(lambda: started_pids(markers, "job-node"), 90, "the job's task to start")
+    handle = TaskExecution.objects.get(pk=result.id).ray_handle
+    client = JobSubmissionClient(three_nodes.dashboard_url)
+    assert client.get_job_info(handle).driver_node_id == doomed
+
+    three_nodes.kill("special-2")
+    replacement = three_nodes.add("special-3", num_cpus=1, resources={"special": 1})
+
+    wait_for(
+        lambda: TaskExecution.objects.get(pk=result.id).attempt == 2,
+        90,
+        "the worker to find the job dead and claim the task again",
+    )
+    # The second attempt sleeps as long: stop waiting for it once it has started there.
+    wait_for(lambda: len(started_pids(markers, "job-node")) == 2, 90, "the second attempt")
+    row = TaskExecution.objects.get(pk=result.id)
+    print(f"\n[job node death] {[e['message'][:160] for e in row.errors]}")
+    assert row.state == "RUNNING" and row.lost_attempts == 1
+    (error,) = row.errors
+    assert error["exception_class_path"] == "django_ray.runtime.jobs.RayJobFailed"
+    assert "died" in error["message"]
+    assert error["node"] == doomed
+    second = client.get_job_info(row.ray_handle)
+    assert second.driver_node_id == replacement
+    client.stop_job(row.ray_handle)
+    wait_for(
+        lambda: TaskExecution.objects.get(pk=result.id).state == "FAILED",
+        60,
+        "the stopped second attempt to end the task (its last attempt)",
+    )

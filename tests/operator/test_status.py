@@ -147,6 +147,7 @@ def test_json_report_of_a_fleet_needing_attention_exits_1():
             ],
         },
         "schedules": [],
+        "waiting_on_ray": {"count": 0, "shown": []},
         "attention": attention,
     }
     assert error is not None
@@ -165,6 +166,7 @@ def test_an_empty_database_is_healthy_and_exits_0():
         "in_flight": [],
         "stuck_tasks": {"count": 0, "timeout_seconds": 300, "shown": []},
         "schedules": [],
+        "waiting_on_ray": {"count": 0, "shown": []},
         "attention": [],
     }
     assert error is None
@@ -215,14 +217,14 @@ def test_text_report_is_a_set_of_tables():
     ]
 
 
-def test_the_report_costs_eight_queries_whatever_the_history(django_assert_num_queries):
+def test_the_report_costs_ten_queries_whatever_the_history(django_assert_num_queries):
     build_fleet(FIXED_NOW)
     TaskExecution.objects.bulk_create(
         TaskExecution(task_path=ADD, state=("SUCCESSFUL", "FAILED")[i % 2], queue_name=f"q{i % 3}")
         for i in range(10_000)
     )
 
-    with django_assert_num_queries(8):
+    with django_assert_num_queries(10):
         status = collect_status(FIXED_NOW)
 
     # Finished rows are history, not depth: only queues with work to do are listed.
@@ -283,3 +285,33 @@ def test_schedules_show_their_last_and_next_run_and_an_overdue_one_needs_attenti
     text = render_status(status)
     assert "SCHEDULE  TASK" in text and "every 60 s" in text and "cron '0 3 * * *'" in text
     assert status.as_dict()["schedules"][0]["next_run_at"] == "2026-12-03T12:02:00+00:00"
+
+
+def test_attempts_ray_holds_for_resources_are_listed_and_those_no_node_fits_need_attention():
+    build_fleet(FIXED_NOW)
+    pending = TaskExecution.objects.create(
+        task_path=ADD, state="RUNNING", worker="w-alive", ray_status="PENDING"
+    )
+    no_node = TaskExecution.objects.create(
+        task_path=ADD,
+        state="RUNNING",
+        worker="w-alive",
+        ray_status="WAITING_FOR_NODE",
+        options={"num_cpus": 2, "resources": {"special": 1}},
+    )
+
+    status = collect_status(FIXED_NOW)
+    text = render_status(status)
+
+    assert status.waiting_count == 2
+    assert {(t.id, t.ray_status) for t in status.waiting} == {
+        (str(pending.pk), "PENDING"),
+        (str(no_node.pk), "WAITING_FOR_NODE"),
+    }
+    assert "Waiting on Ray for resources: 2." in text
+    assert "num_cpus=2, special=1" in text
+    assert (
+        "1 task WAITING_FOR_NODE: no live Ray node has the resources asked for; each runs "
+        "once a node with them joins"
+    ) in status.attention
+    assert status.as_dict()["waiting_on_ray"]["count"] == 2
