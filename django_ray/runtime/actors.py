@@ -1,8 +1,11 @@
 """Warm actors: Ray worker processes started ahead of the calls, each running one at a time.
 
 An actor holds no CPU while it lives (Ray's default for actors), so it never
-keeps a plain Ray task from running; ``SPREAD`` places them across the
-cluster's nodes. There are never more actors than the cluster has CPUs (as it
+keeps a plain Ray task from running. Actors are placed in turn on the live
+nodes that have CPUs (softly: Ray may place one elsewhere if its node is
+gone), so they spread over the cluster and stay off a head node started with
+no CPUs; Ray's own ``SPREAD`` is best effort and put all of them on one node
+now and then. There are never more actors than the cluster has CPUs (as it
 was when last resized): beyond that, calls run as plain Ray tasks, which Ray
 queues by CPU. One that died or was killed is replaced.
 
@@ -19,7 +22,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from django_ray.runtime.remote import NEVER, Program, Recycle, actor_class
+from django_ray.runtime.remote import NEVER, Program, Recycle, actor_class, actor_options
 
 logger = logging.getLogger("django_ray.runtime")
 
@@ -49,7 +52,8 @@ class WarmActors:
         # Without it, as many actors as asked for: Celery's ``-c N`` is N processes.
         self._cpu_bound = cpu_bound
         self._pids: dict[Any, int] = {}
-        self._class = actor_class(scheduling_strategy="SPREAD", **(options or {}))
+        self._class = actor_class()
+        self._options = actor_options(**(options or {}))
         self._lock = threading.Lock()
         self._size = 0
         self._idle: list[Any] = []
@@ -57,6 +61,7 @@ class WarmActors:
         self._starting: dict[Any, Any] = {}  # ready ref -> actor
         self._doomed: list[Any] = []  # to kill from a thread that may call Ray
         self._next_start = 0.0
+        self._turn = 0  # which node the next actor goes to
 
     @property
     def size(self) -> int:
@@ -73,12 +78,17 @@ class WarmActors:
             self._start_missing()
 
     def take(self) -> Any | None:
-        """An idle actor, marked busy; None when none is ready (the caller uses a task)."""
+        """An idle actor, marked busy; None when none is ready (the caller uses a task).
+
+        Idle actors that Ray reported dead (their node died while they waited) are
+        never handed out: they are replaced, as are those that died busy.
+        """
         with self._lock:
-            self._reap()
             self._promote_started()
+            self._forget_dead()
+            self._reap()
+            self._start_missing()
             if not self._idle:
-                self._start_missing()
                 return None
             self._busy += 1
             return self._idle.pop()
@@ -149,6 +159,16 @@ class WarmActors:
             self._ray.kill(actor, no_restart=True)
         self._doomed.clear()
 
+    def _forget_dead(self) -> None:
+        # Ray tells each process holding a handle of its actor's death; asking the
+        # handle is a local look-up (well under a microsecond), as Ray Data's own actor
+        # pools do it. A call sent to a dead actor would fail at once, as a lost attempt
+        # of a task that never ran.
+        dead = [actor for actor in self._idle if known_dead(actor)]
+        if dead:
+            self._idle = [actor for actor in self._idle if actor not in dead]
+            self._doomed += dead
+
     def _count(self) -> int:
         return len(self._idle) + self._busy + len(self._starting)
 
@@ -180,6 +200,36 @@ class WarmActors:
         if time.monotonic() < self._next_start:
             return
         room = STARTING_AT_ONCE - len(self._starting)
-        for _ in range(min(self._size - self._count(), room)):
-            actor = self._class.remote(self._program, self._recycle)
+        missing = min(self._size - self._count(), room)
+        nodes = self._cpu_nodes() if missing > 0 else []
+        for _ in range(missing):
+            options = dict(self._options)
+            if nodes:
+                self._turn += 1
+                options["scheduling_strategy"] = self._on_node(nodes[self._turn % len(nodes)])
+            actor = self._class.options(**options).remote(self._program, self._recycle)
             self._starting[actor.pid.remote()] = actor
+
+    def _cpu_nodes(self) -> list[str]:
+        """The live nodes with CPUs, in a stable order ([] if Ray cannot say)."""
+        try:
+            found = self._ray.nodes()
+        except Exception:
+            return []
+        alive = [n for n in found if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
+        return sorted(str(node["NodeID"]) for node in alive)
+
+    def _on_node(self, node_id: str) -> Any:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        return NodeAffinitySchedulingStrategy(node_id, soft=True)
+
+
+def known_dead(actor: Any) -> bool:
+    """Whether Ray has told this process that ``actor`` is dead."""
+    from ray.core.generated import gcs_pb2
+
+    try:
+        return bool(actor._get_local_state() == gcs_pb2.ActorTableData.DEAD)  # type: ignore[attr-defined]
+    except Exception:  # a handle that cannot tell: it is found dead when called
+        return False

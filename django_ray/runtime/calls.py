@@ -78,6 +78,7 @@ class Calls(Starts, Watched):
         self._dispatchable = False  # an actor came back while calls wait for a chunk
         self.actors = self._new_actors() if warm_actors else None
         self._retired: list[WarmActors] = []  # after a switch, until their calls end
+        self._unreachable = []  # see Starts._chunk_done
         self._on_end = on_end
         self._on_soft_limit = on_soft_limit
         self._interval = interval
@@ -282,7 +283,7 @@ class Calls(Starts, Watched):
         old one, and actors and remote functions are made anew."""
         with self._lock:
             lost, self._calls = list(self._calls.values()), {}
-            self._queue, self._chunks_out = [], 0
+            self._queue, self._chunks_out, self._unreachable = [], 0, []
         forget_remote_functions()
         self._plain = remote_function(self._recycle.plain_max_calls)
         self._local_node = _local_node_id(self._ray)

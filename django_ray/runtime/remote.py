@@ -168,11 +168,16 @@ def _sendable(exc: Exception) -> Exception:
     return exc
 
 
-def actor_class(**options: Any) -> Any:
-    """:class:`WarmWorker` as a Ray actor class: no restarts, no task retries."""
+def actor_class() -> Any:
+    """:class:`WarmWorker` as a Ray actor class; start each with :func:`actor_options`."""
     import ray
 
-    return ray.remote(WarmWorker).options(max_restarts=0, max_task_retries=0, **options)
+    return ray.remote(WarmWorker)
+
+
+def actor_options(**options: Any) -> dict[str, Any]:
+    """A warm actor's Ray options: no restarts, no task retries, and ``options``."""
+    return {"max_restarts": 0, "max_task_retries": 0, **options}
 
 
 class CallOptions:

@@ -2,8 +2,10 @@
 
 A call starts as a plain Ray task (which Ray schedules by its resources) or
 on a warm actor, alone or in a chunk with others; Ray's completion callback
-brings back how each ended. Part of ``Calls``, kept apart to stay readable:
-the state it works on is made in ``Calls.__init__``.
+brings back how each ended. The calls of an actor that Ray can no longer reach
+end once Ray has declared it dead (a node dying takes its health checks), with
+Ray's word on why. Part of ``Calls``, kept apart to stay readable: the state it
+works on is made in ``Calls.__init__``.
 """
 
 from __future__ import annotations
@@ -13,12 +15,16 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any, NoReturn
 
-from django_ray.runtime.actors import WarmActors
+from django_ray.runtime.actors import WarmActors, known_dead
 from django_ray.runtime.call import Call, Chunk, Ended
 from django_ray.runtime.chunking import Kinds
 from django_ray.runtime.connection import RayUnavailable
 from django_ray.runtime.losses import Loss, classify
 from django_ray.runtime.remote import CallOptions, Program, Recycle, Retiring
+
+# How long the calls of an actor that Ray lost touch with wait for Ray to say whether it
+# died (noticing a dead node takes Ray its health checks) before they end lost anyway.
+UNREACHABLE_SECONDS = 60.0
 
 
 class Starts:
@@ -39,10 +45,12 @@ class Starts:
     _dispatchable: bool
     _local_node: str
     _retired: list[WarmActors]
+    _unreachable: list[tuple[Chunk, BaseException, float]]  # with the time to give up
     actors: WarmActors | None
     kinds: Kinds
     _on_end: Callable[[Ended], None] | None
     _deliver: Callable[[Ended], None]
+    _watch: Callable[[], None]
 
     def _new_actors(self) -> WarmActors:
         return WarmActors(
@@ -108,6 +116,55 @@ class Starts:
             results, error = future.result(), None
         except BaseException as exc:
             results, error = None, exc
+        if isinstance(error, self._ray.exceptions.ActorUnavailableError) and not chunk.killed:
+            # Ray lost touch with the actor and has not said whether it died. If its node
+            # is dying, a retry now could go to an idle actor there, not known dead yet
+            # either, and be lost too: the calls end once Ray has decided.
+            with self._lock:
+                self._unreachable.append((chunk, error, time.monotonic() + UNREACHABLE_SECONDS))
+            self._watch()
+            return
+        self._chunk_ended(chunk, results, error)
+
+    def _confirm_unreachable(self) -> None:
+        """From the watcher: end the calls of each unreachable actor once Ray has declared
+        it dead, or after ``UNREACHABLE_SECONDS``, with the error they had."""
+        with self._lock:
+            waiting = list(self._unreachable)
+        for entry in waiting:
+            chunk, error, give_up = entry
+            dead = not chunk.killed and known_dead(chunk.actor)
+            if not (dead or chunk.killed or time.monotonic() >= give_up):
+                continue  # Ray has not decided yet
+            with self._lock:
+                if entry not in self._unreachable:
+                    continue  # forgotten by reset()
+                self._unreachable.remove(entry)
+            if dead:
+                self._end_dead(chunk, error)
+            else:
+                self._chunk_ended(chunk, None, error)  # (a killed chunk's calls ended then)
+
+    def _end_dead(self, chunk: Chunk, error: BaseException) -> None:
+        """End a chunk whose actor died with the error a call to it gets now: Ray's word
+        on why it died (its node, or its process)."""
+        try:
+            ref = chunk.actor.__ray_ready__.remote()
+        except Exception:
+            self._chunk_ended(chunk, None, error)
+            return
+
+        def probed(future: Any) -> None:
+            try:
+                future.result()
+                death: BaseException = error
+            except BaseException as exc:
+                death = exc
+            self._chunk_ended(chunk, None, death)
+
+        ref.future().add_done_callback(probed)
+
+    def _chunk_ended(self, chunk: Chunk, results: Any, error: BaseException | None) -> None:
         retiring = isinstance(results, Retiring)
         if retiring:
             results = results.value

@@ -1,10 +1,12 @@
 """The watcher of :class:`~django_ray.runtime.calls.Calls`: time limits and deferred starts.
 
-A thread, started only once a call has a limit or a time to wait for, looks at
-the calls every ``interval`` seconds: it cancels one past its hard limit
-(killing its worker process), tells ``on_soft_limit`` of one past its soft
-limit, and starts one whose time has come (a retry's backoff). Part of
-``Calls``, kept apart to stay readable.
+A thread, started only once a call has a limit or a time to wait for (or an
+actor went out of reach), looks at the calls every ``interval`` seconds: it
+cancels one past its hard limit (killing its worker process), tells
+``on_soft_limit`` of one past its soft limit, starts one whose time has come (a
+retry's backoff), and ends the calls of an actor Ray lost touch with once Ray
+has said whether it died (``Starts._confirm_unreachable``). Part of ``Calls``,
+kept apart to stay readable.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Watched:
     _on_soft_limit: Callable[[Hashable], None] | None
     _deliver: Callable[[Ended], None]
     _start: Callable[[Call], None]
+    _confirm_unreachable: Callable[[], None]
     cancel: Callable[..., bool]
 
     def _watch(self) -> None:
@@ -49,6 +52,7 @@ class Watched:
                 logger.exception("Watching calls on Ray failed")
 
     def _enforce(self, now: float) -> None:
+        self._confirm_unreachable()
         with self._lock:
             calls = list(self._calls.values())
         for call in calls:

@@ -247,3 +247,17 @@ def gate(flag: str | None = None, value: int = 0) -> int:
     """``hold``'s twin, of another name (kind): returns ``value``."""
     hold(flag)
     return value
+
+
+@app.task(acks_late=True)
+def held_on_node(marker_dir: str, name: str) -> str:
+    """Adds a line to ``marker_dir``/``name`` per run (its Ray node, process and actor),
+    then waits for the flag ``marker_dir``/``name``.go; returns its Ray node."""
+    import ray
+
+    context = ray.get_runtime_context()
+    node = context.get_node_id()
+    with open(Path(marker_dir) / name, "a") as out:
+        out.write(f"{node} {os.getpid()} {context.get_actor_id()}\n")
+    wait_for_flag(str(Path(marker_dir) / f"{name}.go"))
+    return str(node)

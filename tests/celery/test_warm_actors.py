@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from celery_bridge.remote import AppSpec, program
@@ -71,6 +73,30 @@ def test_a_killed_actor_is_replaced(ray_connection):
     assert replacement is not actor
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(actor.__ray_ready__.remote(), timeout=30)
+    actors.resize(0)
+    actors.give_back(replacement)
+
+
+def test_an_actor_that_died_idle_is_never_taken_and_is_replaced(ray_connection):
+    import ray
+
+    actors = WarmActors(PROGRAM, {})
+    actors.resize(1)
+    actor = take_ready(actors)
+    actors.give_back(actor)
+    ray.kill(actor, no_restart=True)  # dies waiting, as the actors on a node that died
+    deadline = time.monotonic() + 30
+    while True:  # until Ray has told this process (a call may still beat the kill)
+        try:
+            ray.get(actor.__ray_ready__.remote(), timeout=30)
+        except ray.exceptions.RayActorError:
+            break
+        assert time.monotonic() < deadline, "the killed actor still answers"
+        time.sleep(0.1)
+
+    replacement = take_ready(actors)
+
+    assert replacement is not actor
     actors.resize(0)
     actors.give_back(replacement)
 

@@ -10,7 +10,7 @@ from ray.job_submission import JobSubmissionClient
 
 from django_ray.models import TaskExecution
 from django_ray.operations.status import collect_status
-from tests.faults.helpers import started_pids, wait_for
+from tests.faults.helpers import rows_of, started_pids, tally, wait_for
 from tests.multi_node import MultiNodeCluster
 from tests.ray_cluster import _free_port_slot
 from tests.testapp import tasks
@@ -172,3 +172,58 @@ def test_a_ray_job_whose_drivers_node_dies_is_found_dead_and_runs_again(
         60,
         "the stopped second attempt to end the task (its last attempt)",
     )
+
+
+def test_three_workers_run_3000_tasks_once_while_a_worker_and_a_node_are_killed(
+    spawn, markers, three_nodes
+):
+    concurrency, count = 64, 3000
+    overrides = {"MAX_TASK_ATTEMPTS": 5}
+    workers = [
+        spawn(cluster=three_nodes, name=f"w{n}", concurrency=concurrency, overrides=overrides)
+        for n in range(3)
+    ]
+    ids = [worker.worker_id() for worker in workers]
+    tokens = [f"m{i:04d}" for i in range(count)]
+    results = dict(
+        zip(
+            tokens,
+            [
+                r.id
+                for r in tasks.mark_execution.enqueue_many(
+                    [((str(markers), token, 0), {}) for token in tokens]
+                )
+            ],
+            strict=True,
+        )
+    )
+    finished = TaskExecution.objects.finished
+
+    wait_for(lambda: finished().count() >= count // 4 and rows_of(ids[1]), 240, "a quarter")
+    workers[1].kill()
+    held_by_killed = rows_of(ids[1])
+    wait_for(lambda: finished().count() >= count // 2, 240, "half of the tasks")
+    running_at_node_kill = TaskExecution.objects.running().count()
+    three_nodes.kill("wide")
+    assert finished().count() < count, "the run ended before the node was killed"
+
+    wait_for(lambda: finished().count() == count, 300, f"all {count} tasks")
+
+    rows = list(TaskExecution.objects.filter(pk__in=list(results.values())))
+    lost_attempts = sum(row.lost_attempts for row in rows)
+    summary = tally(
+        "three workers, one node",
+        results,
+        markers,
+        recovery_seconds=0,
+        held_by_killed_worker=held_by_killed,
+        running_at_node_kill=running_at_node_kill,
+        lost_attempts=lost_attempts,
+        nodes=sorted({row.ray_node[:8] for row in rows}),
+    ).report()
+    assert summary.lost == 0
+    assert {row.state for row in rows} == {"SUCCESSFUL"}
+    # Each extra run was a lost attempt, and only attempts in flight at a kill were lost.
+    assert summary.duplicates <= lost_attempts <= held_by_killed + running_at_node_kill
+    assert {row.worker_ids[-1] for row in rows} <= set(ids)
+    assert workers[0].alive() and workers[2].alive()
