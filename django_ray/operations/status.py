@@ -26,6 +26,8 @@ ACTIVE_STATES = (State.READY.value, State.RUNNING.value)
 """The states a queue's depth is counted in."""
 STUCK_TASKS_SHOWN = 20
 """At most this many stuck (or waiting) tasks are listed; the count covers all of them."""
+RECENT_TASKS = 1000
+"""The Ray nodes section counts the last attempts of this many most recently enqueued tasks."""
 WAITING_STATUSES = ("PENDING", "WAITING_FOR_NODE")
 """What Ray says of an attempt it holds for resources (``ray_status``)."""
 
@@ -77,6 +79,15 @@ class WaitingTask:
 
 
 @dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """Where the last attempts of recent tasks ran, and how they ended there."""
+
+    node: str
+    succeeded: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     checked_at: datetime
     stuck_task_timeout_seconds: int
@@ -97,6 +108,8 @@ class Status:
     waiting_count: int = 0
     waiting: tuple[WaitingTask, ...] = ()
     """The first :data:`STUCK_TASKS_SHOWN` attempts Ray holds for resources."""
+    nodes: tuple[NodeStatus, ...] = ()
+    """By Ray node: the last attempts of the :data:`RECENT_TASKS` latest tasks."""
 
     @property
     def attention(self) -> list[str]:
@@ -145,6 +158,7 @@ class Status:
                 "shown": [_jsonable(task) for task in self.stuck],
             },
             "schedules": [_jsonable(entry) for entry in self.schedules],
+            "ray_nodes": [_jsonable(node) for node in self.nodes],
             "waiting_on_ray": {
                 "count": self.waiting_count,
                 "shown": [_jsonable(task) for task in self.waiting],
@@ -154,7 +168,7 @@ class Status:
 
 
 def collect_status(now: datetime | None = None) -> Status:
-    """Read the report from the database: ten queries, none of them proportional to
+    """Read the report from the database: eleven queries, none of them proportional to
     history."""
     now = now or timezone.now()
     settings = get_settings()
@@ -190,7 +204,18 @@ def collect_status(now: datetime | None = None) -> Status:
             WaitingTask(str(row.pk), row.task_path, row.worker, row.ray_status, row.options)
             for row in waiting.order_by("started_at", "id")[:STUCK_TASKS_SHOWN]
         ),
+        nodes=_recent_nodes(),
     )
+
+
+def _recent_nodes() -> tuple[NodeStatus, ...]:
+    """One bounded read through the enqueue-time index: the last :data:`RECENT_TASKS`."""
+    recent = TaskExecution.objects.order_by("-enqueued_at").values_list("ray_node", "state")
+    counts: dict[str, list[int]] = {}
+    for node, state in recent[:RECENT_TASKS]:
+        if node and state in (State.SUCCESSFUL, State.FAILED):
+            counts.setdefault(node, [0, 0])[state == State.FAILED] += 1
+    return tuple(NodeStatus(node, *counts[node]) for node in sorted(counts))
 
 
 def stuck_tasks(now: datetime, timeout_seconds: int) -> QuerySet[TaskExecution]:
@@ -282,7 +307,7 @@ def _workers(now: datetime) -> tuple[WorkerStatus, ...]:
     return tuple(workers[worker_id] for worker_id in sorted(workers))
 
 
-def _jsonable(report: WorkerStatus | StuckTask | ScheduleStatus | WaitingTask) -> dict[str, Any]:
+def _jsonable(report: Any) -> dict[str, Any]:
     return {
         key: value.isoformat() if isinstance(value, datetime) else value
         for key, value in asdict(report).items()

@@ -70,6 +70,12 @@ def render_status(status: Status) -> str:
     )
     if status.stuck_count > len(status.stuck):
         lines.append(f"... and {status.stuck_count - len(status.stuck)} more.")
+    if status.nodes:
+        lines += ["", "Ray nodes of the latest tasks' last attempts:"]
+        lines += _table(
+            ["RAY NODE", "SUCCEEDED", "FAILED"],
+            [[node.node, node.succeeded, node.failed] for node in status.nodes],
+        )
     if status.waiting_count:
         lines += ["", f"Waiting on Ray for resources: {status.waiting_count}."]
         lines += _table(

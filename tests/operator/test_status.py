@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from django_ray.models import TaskExecution
+from django_ray.operations import status as status_module
 from django_ray.operations.status import collect_status
 from django_ray.operations.status_text import render_status
 from tests.operator.conftest import ADD, execution, lease
@@ -147,6 +148,7 @@ def test_json_report_of_a_fleet_needing_attention_exits_1():
             ],
         },
         "schedules": [],
+        "ray_nodes": [],
         "waiting_on_ray": {"count": 0, "shown": []},
         "attention": attention,
     }
@@ -166,6 +168,7 @@ def test_an_empty_database_is_healthy_and_exits_0():
         "in_flight": [],
         "stuck_tasks": {"count": 0, "timeout_seconds": 300, "shown": []},
         "schedules": [],
+        "ray_nodes": [],
         "waiting_on_ray": {"count": 0, "shown": []},
         "attention": [],
     }
@@ -217,14 +220,14 @@ def test_text_report_is_a_set_of_tables():
     ]
 
 
-def test_the_report_costs_ten_queries_whatever_the_history(django_assert_num_queries):
+def test_the_report_costs_eleven_queries_whatever_the_history(django_assert_num_queries):
     build_fleet(FIXED_NOW)
     TaskExecution.objects.bulk_create(
         TaskExecution(task_path=ADD, state=("SUCCESSFUL", "FAILED")[i % 2], queue_name=f"q{i % 3}")
         for i in range(10_000)
     )
 
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(11):
         status = collect_status(FIXED_NOW)
 
     # Finished rows are history, not depth: only queues with work to do are listed.
@@ -315,3 +318,19 @@ def test_attempts_ray_holds_for_resources_are_listed_and_those_no_node_fits_need
         "once a node with them joins"
     ) in status.attention
     assert status.as_dict()["waiting_on_ray"]["count"] == 2
+
+
+def test_the_latest_tasks_last_attempts_are_counted_by_ray_node(monkeypatch):
+    monkeypatch.setattr(status_module, "RECENT_TASKS", 4)
+    old = timezone.now() - timedelta(hours=1)
+    TaskExecution.objects.create(task_path=ADD, state="FAILED", ray_node="n-old", enqueued_at=old)
+    for state, node in [("SUCCESSFUL", "n-a"), ("SUCCESSFUL", "n-a"), ("FAILED", "n-b")]:
+        TaskExecution.objects.create(task_path=ADD, state=state, ray_node=node)
+    TaskExecution.objects.create(task_path=ADD, state="RUNNING", ray_node="n-b")
+
+    status = collect_status()
+
+    # Only the 4 latest tasks count; a running one has no last attempt yet.
+    assert [(n.node, n.succeeded, n.failed) for n in status.nodes] == [("n-a", 2, 0), ("n-b", 0, 1)]
+    assert "RAY NODE  SUCCEEDED  FAILED" in render_status(status)
+    assert status.as_dict()["ray_nodes"][0] == {"node": "n-a", "succeeded": 2, "failed": 0}
