@@ -48,6 +48,20 @@ def ray_connection(ray_cluster: LocalRayCluster) -> str:
     return connect(ray_cluster.address, {})
 
 
+# Celery's session worker (celery.contrib.pytest) lives on to the end of the session, and
+# two worker threads of one process share Celery's worker state: a module-scoped
+# in-process worker that runs while it lives may fail to stop, or take the other's
+# tasks. So its module runs last, whatever order pytest-django sorts the rest into.
+RUN_LAST = "tests/celery/test_with_celery_contrib_pytest.py"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    last = [item for item in items if item.nodeid.startswith(RUN_LAST)]
+    if last:
+        items[:] = [item for item in items if item not in last] + last
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Under CI=true a skipped test fails the run: every service must be there."""
     if os.environ.get("CI", "").lower() != "true":

@@ -3,9 +3,9 @@
 The fixtures are Celery's; only ``celery_worker_pool`` (and the broker, which Ray
 workers must reach: memory:// lives in one process) are this project's choice.
 
-Named to run after every other module with an in-process worker: Celery's session
+Run after every other test (``tests/conftest.py`` moves it last): Celery's session
 worker lives on to the end of the session, and two worker threads of one process share
-Celery's worker state (seen: the other one then failed to stop).
+Celery's worker state (seen: the other one then failed to stop, or took its tasks).
 """
 
 from __future__ import annotations
