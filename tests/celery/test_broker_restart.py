@@ -95,8 +95,12 @@ def test_acks_late_tasks_survive_a_broker_restart(
         wait_until(drained, timeout=TIMEOUT)
         broker.close()
         assert worker.process.poll() is None
-        # A new connection: the client's pooled ones died with the broker.
+        # A new connection: the client's pooled ones died with the broker. The worker
+        # answers once its control consumer is back on the broker (seconds, on a busy CI).
         with client.connection_for_write() as connection:
-            assert client.control.ping([worker.name], timeout=2, connection=connection)
+            wait_until(
+                lambda: client.control.ping([worker.name], timeout=2, connection=connection),
+                timeout=TIMEOUT,
+            )
     finally:
         worker.stop()
